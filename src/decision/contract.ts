@@ -1,0 +1,123 @@
+// The policy contract as TypeScript types. docs/policy-contract.md is the prose; policies/schemas/*.json are
+// the machine-checked forms. Protocol adapters build a PolicyInput, the engine returns a Decision.
+
+export type Protocol = "postgres" | "ssh" | "kubernetes";
+export type Action = "allow" | "mask" | "block" | "approve";
+export const ACTIONS: readonly Action[] = ["allow", "mask", "block", "approve"];
+
+export interface Actor {
+  sub: string;
+  iss?: string;
+  client_id?: string | null;
+}
+
+export interface Identity {
+  sub: string;
+  iss: string;
+  email: string | null;
+  groups: string[];
+  client_id: string | null;
+  /** The delegation chain, original requester first, the party presenting the token last. */
+  actors: Actor[];
+}
+
+export interface Resource {
+  name: string;
+  kind: Protocol;
+  labels: Record<string, string>;
+}
+
+export interface SessionInfo {
+  id: string;
+  client_addr?: string;
+  started_at?: string;
+  approval_id?: string | null;
+}
+
+/** Evaluation time. `ns` is a bigint because nanoseconds since 1970 exceed Number.MAX_SAFE_INTEGER. */
+export interface Now {
+  rfc3339: string;
+  ns: bigint;
+}
+
+export interface PolicyInput {
+  protocol: Protocol;
+  resource: Resource;
+  identity: Identity;
+  command: Record<string, unknown>;
+  session: SessionInfo;
+  now: Now;
+}
+
+export interface Reason {
+  code: string;
+  message: string;
+}
+
+export interface MaskRule {
+  field: string;
+  strategy: "redact" | "partial" | "hash";
+}
+
+export interface ApprovalRule {
+  groups: string[];
+  min_approvals: number;
+  ttl_s: number;
+}
+
+export interface Verdict {
+  action: Action;
+  reasons: Reason[];
+  mask: MaskRule[];
+  approval: ApprovalRule | null;
+}
+
+/** A verdict plus what the decision log needs to reproduce and attribute it. */
+export interface Decision {
+  decision_id: string;
+  verdict: Verdict;
+  /** Bundle revision that decided, or null when no bundle was loaded. */
+  revision: string | null;
+  /** Wall-clock time spent in policy evaluation (serialize + wasm + validate), nanoseconds. */
+  eval_ns: number;
+  /** The input exactly as the policy saw it (JSON), for the decision log. */
+  input_json: string;
+}
+
+/** The reason codes the engine itself emits when it fails closed. */
+export const ENGINE_REASONS = {
+  noBundle: "engine.no_bundle",
+  evalError: "engine.eval_error",
+  undefined: "engine.undefined",
+  invalidVerdict: "engine.invalid_verdict",
+  badInput: "engine.bad_input",
+} as const;
+
+/** The entrypoint every bundle must provide. */
+export const VERDICT_ENTRYPOINT = "pamgate/main/verdict";
+
+export function nowFrom(epochNs: bigint): Now {
+  const ms = Number(epochNs / 1_000_000n);
+  const subMs = epochNs % 1_000_000n;
+  // toISOString has millisecond precision; append the remaining digits so rfc3339 and ns agree exactly.
+  const iso = new Date(ms).toISOString();
+  const rfc3339 = subMs === 0n ? iso : `${iso.slice(0, -1)}${subMs.toString().padStart(6, "0")}Z`;
+  return { rfc3339, ns: epochNs };
+}
+
+/** The current time, with microsecond resolution, in the form policies receive it. */
+export function currentTime(): Now {
+  const epochUs = Math.round((performance.timeOrigin + performance.now()) * 1000);
+  return nowFrom(BigInt(epochUs) * 1000n);
+}
+
+/** Parses an RFC 3339 timestamp exactly, keeping sub-millisecond digits (Date alone would drop them). */
+export function nowFromRfc3339(rfc3339: string): Now {
+  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/i.exec(rfc3339);
+  if (!m) throw new Error(`"${rfc3339}" is not an RFC 3339 timestamp (e.g. 2026-11-26T08:00:00.5Z)`);
+  const [, base, frac = "", zone] = m;
+  const seconds = Date.parse(`${base}${zone}`);
+  if (Number.isNaN(seconds)) throw new Error(`"${rfc3339}" is not a valid date`);
+  const ns = BigInt(seconds) * 1_000_000n + BigInt(frac.padEnd(9, "0"));
+  return nowFrom(ns);
+}

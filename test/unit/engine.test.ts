@@ -1,0 +1,167 @@
+// The decision engine against real wasm bundles compiled by the OPA CLI: verdicts pass through, and every way a
+// policy or bundle can be wrong ends in `block` with a reason naming it, while the last good policy keeps answering.
+import t from "tap";
+import { writeBundleArchive, readBundleArchive } from "../../src/bundles/archive.js";
+import { loadBundleArchive } from "../../src/bundles/bundle.js";
+import { DecisionEngine, serializeInput } from "../../src/decision/engine.js";
+import { activeFrom, buildTestBundle, sampleInput, verdictPolicy } from "../helpers/bundles.js";
+
+const allow = `{"action": "allow", "reasons": [{"code": "test.ok", "message": "fine"}], "mask": [], "approval": null}`;
+
+t.test("no bundle loaded: block with engine.no_bundle", async (t) => {
+  const engine = new DecisionEngine();
+  const d = engine.evaluate(sampleInput());
+  t.equal(d.verdict.action, "block");
+  t.equal(d.verdict.reasons[0]?.code, "engine.no_bundle");
+  t.equal(d.revision, null);
+  t.match(d.decision_id, /^[0-9a-f-]{36}$/);
+});
+
+t.test("a valid verdict passes through with revision, id and timing", async (t) => {
+  const engine = new DecisionEngine();
+  engine.activate(await activeFrom(verdictPolicy(allow, "rev-a")));
+  const d = engine.evaluate(sampleInput());
+  t.same(d.verdict, { action: "allow", reasons: [{ code: "test.ok", message: "fine" }], mask: [], approval: null });
+  t.equal(d.revision, "rev-a");
+  t.ok(d.eval_ns > 0);
+  t.not(engine.evaluate(sampleInput()).decision_id, d.decision_id, "every decision gets its own id");
+});
+
+t.test("the policy sees the input, including exact nanoseconds", async (t) => {
+  const engine = new DecisionEngine();
+  const rego = `package pamgate.main
+
+exact := input.now.ns == 1795680001123456789
+
+verdict := {"action": "allow", "reasons": [{"code": "test.echo", "message": sprintf("%s %v %s", [input.identity.sub, exact, input.now.rfc3339])}]}
+`;
+  engine.activate(await activeFrom(buildTestBundle({ "main.rego": rego })));
+  const d = engine.evaluate(sampleInput());
+  // Compared inside the wasm: sprintf is implemented in JavaScript by opa-wasm and would round the integer.
+  t.equal(d.verdict.reasons[0]?.message, "alice true 2026-11-26T08:00:01.123456789Z");
+  t.same(d.verdict.mask, [], "optional mask is normalized to []");
+  t.equal(d.verdict.approval, null, "optional approval is normalized to null");
+  t.match(d.input_json, /"now":\{"rfc3339":"2026-11-26T08:00:01.123456789Z","ns":1795680001123456789\}\}$/);
+});
+
+t.test("undefined verdict: block with engine.undefined", async (t) => {
+  const engine = new DecisionEngine();
+  const rego = `package pamgate.main\n\nverdict := ${allow} if input.protocol == "ssh"\n`;
+  engine.activate(await activeFrom(buildTestBundle({ "main.rego": rego })));
+  const d = engine.evaluate(sampleInput());
+  t.equal(d.verdict.action, "block");
+  t.equal(d.verdict.reasons[0]?.code, "engine.undefined");
+  t.match(d.verdict.reasons[0]?.message, /give it a default/);
+});
+
+t.test("a policy that throws at runtime: block with engine.eval_error", async (t) => {
+  const engine = new DecisionEngine();
+  // Two complete-rule definitions that disagree: a conflict error at evaluation time.
+  const rego = `package pamgate.main
+
+verdict := ${allow} if input.protocol == "postgres"
+
+verdict := {"action": "block", "reasons": [{"code": "test.no", "message": "no"}]} if input.resource.name == "orders-db"
+`;
+  engine.activate(await activeFrom(buildTestBundle({ "main.rego": rego })));
+  const d = engine.evaluate(sampleInput());
+  t.equal(d.verdict.action, "block");
+  t.equal(d.verdict.reasons[0]?.code, "engine.eval_error");
+  t.match(d.verdict.reasons[0]?.message, /policy evaluation failed/);
+  // The instance is still usable after the abort.
+  const ok = engine.evaluate(sampleInput({ resource: { name: "other", kind: "postgres", labels: {} } }));
+  t.equal(ok.verdict.action, "allow");
+});
+
+t.test("verdicts that break the schema: block with engine.invalid_verdict naming the problem", async (t) => {
+  const cases: Array<[string, string, RegExp]> = [
+    ["unknown action", `{"action": "permit", "reasons": [{"code": "a.b", "message": "m"}]}`, /\/action .*allowed values.*allow/],
+    ["no reasons", `{"action": "allow", "reasons": []}`, /\/reasons/],
+    ["not an object", `"allow"`, /\(root\) must be object/],
+    ["mask without fields", `{"action": "mask", "reasons": [{"code": "a.b", "message": "m"}], "mask": []}`, /\/mask/],
+    [
+      "approve without approval",
+      `{"action": "approve", "reasons": [{"code": "a.b", "message": "m"}], "approval": null}`,
+      /\/approval/,
+    ],
+    ["extra key", `{"action": "allow", "reasons": [{"code": "a.b", "message": "m"}], "note": 1}`, /"note"/],
+    ["bad strategy", `{"action": "mask", "reasons": [{"code": "a.b", "message": "m"}], "mask": [{"field": "x", "strategy": "rot13"}]}`, /strategy/],
+  ];
+  for (const [name, verdict, message] of cases) {
+    const engine = new DecisionEngine();
+    engine.activate(await activeFrom(verdictPolicy(verdict)));
+    const d = engine.evaluate(sampleInput());
+    t.equal(d.verdict.action, "block", name);
+    t.equal(d.verdict.reasons[0]?.code, "engine.invalid_verdict", name);
+    t.match(d.verdict.reasons[0]?.message, message, name);
+  }
+});
+
+t.test("input that cannot be serialized: block with engine.bad_input", async (t) => {
+  const engine = new DecisionEngine();
+  engine.activate(await activeFrom(verdictPolicy(allow)));
+  const command: Record<string, unknown> = {};
+  command.self = command;
+  const d = engine.evaluate(sampleInput({ command }));
+  t.equal(d.verdict.action, "block");
+  t.equal(d.verdict.reasons[0]?.code, "engine.bad_input");
+});
+
+t.test("bad bundles are rejected with a reason naming the problem", async (t) => {
+  const good = verdictPolicy(allow);
+  const files = await readBundleArchive(good);
+  const without = (name: string) => writeBundleArchive(new Map([...files].filter(([k]) => k !== name)));
+  const withFile = (name: string, content: string) => writeBundleArchive(new Map([...files, [name, Buffer.from(content)]]));
+
+  await t.rejects(loadBundleArchive(Buffer.from("not a bundle"), "x"), /not a valid gzip archive/);
+  await t.rejects(loadBundleArchive(good.subarray(0, good.length / 2), "x"), /not a valid gzip archive|corrupt/);
+  await t.rejects(loadBundleArchive(await without("/policy.wasm"), "x"), /no \/policy\.wasm.*opa build -t wasm/);
+  await t.rejects(loadBundleArchive(await withFile("/data.json", "{not json"), "x"), /\/data\.json is not valid JSON/);
+  await t.rejects(loadBundleArchive(await withFile("/data.json", "[1]"), "x"), /\/data\.json must hold a JSON object/);
+  await t.rejects(loadBundleArchive(await withFile("/.manifest", "{"), "x"), /\/\.manifest is not valid JSON/);
+  await t.rejects(loadBundleArchive(await withFile("/policy.wasm", "\0asm garbage"), "x"), /policy\.wasm cannot be loaded/);
+
+  const otherEntrypoint = buildTestBundle(
+    { "main.rego": `package other\n\nallow := true\n` },
+    { entrypoints: ["other/allow"] },
+  );
+  await t.rejects(loadBundleArchive(otherEntrypoint, "x"), /lacks entrypoint "pamgate\/main\/verdict".*has: other\/allow/);
+});
+
+t.test("nested data.json files merge under their directory, conflicts are named", async (t) => {
+  const rego = `package pamgate.main
+
+verdict := {"action": "allow", "reasons": [{"code": "test.data", "message": sprintf("%v", [data.teams.db.owner])}]}
+`;
+  const bundle = buildTestBundle({ "main.rego": rego, "teams/db/data.json": `{"owner": "dba"}` });
+  const engine = new DecisionEngine();
+  engine.activate(await activeFrom(bundle));
+  t.equal(engine.evaluate(sampleInput()).verdict.reasons[0]?.message, "dba");
+
+  const files = await readBundleArchive(bundle);
+  files.set("/teams/data.json", Buffer.from(`{"db": 1}`));
+  await t.rejects(loadBundleArchive(await writeBundleArchive(files), "x"), /conflicts|redefines/);
+});
+
+t.test("activation is atomic and status reports revision and rejections", async (t) => {
+  const engine = new DecisionEngine();
+  engine.activate(await activeFrom(verdictPolicy(allow, "rev-1")));
+  const before = engine.status();
+  t.equal(before.revision, "rev-1");
+  t.equal(before.activations, 1);
+  engine.recordRejection("bundle from x rejected: broken");
+  t.equal(engine.status().revision, "rev-1", "a rejection leaves the active policy");
+  t.match(engine.status().last_error?.message, /broken/);
+  t.equal(engine.evaluate(sampleInput()).verdict.action, "allow");
+  engine.activate(await activeFrom(verdictPolicy(`{"action": "block", "reasons": [{"code": "t.b", "message": "b"}]}`, "rev-2")));
+  const d = engine.evaluate(sampleInput());
+  t.equal(d.revision, "rev-2");
+  t.equal(d.verdict.action, "block");
+  t.equal(engine.status().last_error, null, "a successful activation clears the last error");
+});
+
+t.test("serializeInput writes nanoseconds beyond 2^53 exactly", async (t) => {
+  const json = serializeInput(sampleInput());
+  t.match(json, /"ns":1795680001123456789}}$/);
+  t.equal(JSON.parse(json).protocol, "postgres");
+});
