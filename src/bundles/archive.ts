@@ -20,7 +20,8 @@ const MAX_UNPACKED_BYTES = 512 * 1024 * 1024;
 
 function normalizePath(name: string): string {
   const trimmed = name.replace(/^\.?\/+/, "");
-  if (trimmed.split("/").includes("..")) throw new BundleFormatError(`bundle entry "${name}" escapes the bundle root`);
+  if (trimmed.split("/").includes(".."))
+    throw new BundleFormatError(`bundle entry "${name}" escapes the bundle root`);
   return `/${trimmed}`;
 }
 
@@ -46,7 +47,7 @@ export async function readBundleArchive(archive: Buffer): Promise<BundleFiles> {
         return;
       }
       const chunks: Buffer[] = [];
-      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("data", (c: unknown) => chunks.push(c as Buffer));
       stream.on("end", () => {
         try {
           files.set(normalizePath(header.name), Buffer.concat(chunks));
@@ -58,7 +59,9 @@ export async function readBundleArchive(archive: Buffer): Promise<BundleFiles> {
       stream.on("error", reject);
     });
     extract.on("finish", resolve);
-    extract.on("error", (err: Error) => reject(new BundleFormatError(`bundle tar is corrupt: ${err.message}`)));
+    extract.on("error", (err: Error) =>
+      reject(new BundleFormatError(`bundle tar is corrupt: ${err.message}`)),
+    );
   });
   Readable.from([tarBytes]).pipe(extract);
   await done;
@@ -70,7 +73,7 @@ export async function readBundleArchive(archive: Buffer): Promise<BundleFiles> {
 export async function writeBundleArchive(files: BundleFiles): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
-  pack.on("data", (c: Buffer) => chunks.push(c));
+  pack.on("data", (c: unknown) => chunks.push(c as Buffer));
   const ended = new Promise<void>((resolve, reject) => {
     pack.on("end", resolve);
     pack.on("error", reject);

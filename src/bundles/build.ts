@@ -53,7 +53,7 @@ export async function buildBundle(options: BuildOptions): Promise<{ revision: st
   const opa = findTool("opa");
   const revision = options.revision ?? (await gitRevision(options.policies));
   const capabilities = options.capabilities ?? packagePath("policies", "capabilities.json");
-  const args = ["build", "-t", "wasm", "--capabilities", capabilities, "--revision", revision];
+  const args = ["build", "-t", "wasm", "--bundle", "--capabilities", capabilities, "--revision", revision];
   for (const e of options.entrypoints ?? BUNDLE_ENTRYPOINTS) args.push("-e", e);
   if (options.signingKey) {
     args.push("--signing-key", options.signingKey);
@@ -63,8 +63,9 @@ export async function buildBundle(options: BuildOptions): Promise<{ revision: st
   try {
     await run(opa, args, { maxBuffer: 16 * 1024 * 1024 });
   } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new BundleBuildError(`opa build failed for ${options.policies}:\n${(e.stderr || e.message).trim()}`);
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    const output = [e.stderr, e.stdout].filter(Boolean).join("\n").trim() || e.message;
+    throw new BundleBuildError(`opa build failed for ${options.policies}:\n${output}`);
   }
   return { revision, output: options.output };
 }

@@ -51,7 +51,8 @@ export function mergeBundleData(files: BundleFiles): Record<string, unknown> {
     for (const seg of segments) {
       const child = node[seg];
       if (child === undefined) node[seg] = {};
-      else if (!isObject(child)) throw new BundleFormatError(`${path} conflicts with a non-object value at ${seg}`);
+      else if (!isObject(child))
+        throw new BundleFormatError(`${path} conflicts with a non-object value at ${seg}`);
       node = node[seg] as Record<string, unknown>;
     }
     for (const [k, v] of Object.entries(value)) {

@@ -2,16 +2,16 @@
 // development (rebuilt with opa on every change), or from an HTTP bundle server (polled with ETag). Every
 // candidate is loaded off to the side and activated only when it is complete and valid; a bad one is logged
 // with its reason and the last good policy keeps answering.
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { type FSWatcher, watch } from "chokidar";
 import type { DecisionEngine } from "../decision/engine.js";
 import { errorText } from "../decision/wasm-policy.js";
 import { coalesce } from "../util/coalesce.js";
 import { type Logger, silentLogger } from "../util/log.js";
-import { type BundleLoadOptions, loadBundleArchive } from "./bundle.js";
 import { type BuildOptions, buildBundle } from "./build.js";
+import { type BundleLoadOptions, loadBundleArchive } from "./bundle.js";
 import { HttpBundleSource } from "./http-source.js";
 
 export interface BundleManagerOptions extends BundleLoadOptions {
@@ -64,65 +64,110 @@ export class BundleManager {
   }
 
   /**
-   * Loads `path` now and again whenever it changes. Writers should replace the file atomically (write a
-   * temporary file, then rename); a file caught half-written is rejected and the next change event loads it.
+   * Loads `path` now and again whenever it changes. The folder is watched rather than the file, so a file
+   * replaced by rename (the atomic way deploy tools and Kubernetes volume updates write) is seen every time.
+   * A file caught half-written is rejected and the next change event loads it.
    */
   async watchFile(path: string): Promise<boolean> {
-    const reload = coalesce(async () => {
-      await this.loadFile(path);
+    const target = resolve(path);
+    let ok = false;
+    await this.follow({
+      path: dirname(target),
+      label: path,
+      depth: 0,
+      relevant: (changed) => resolve(changed) === target,
+      stamp: () => stampOf([target]),
+      job: async () => {
+        ok = await this.loadFile(target);
+      },
     });
-    const watcher = watch(path, { ignoreInitial: true, atomic: 20 });
-    watcher.on("add", reload.trigger).on("change", reload.trigger);
-    watcher.on("error", (err) => this.log.error({ source: path, err: errorText(err) }, "bundle watcher failed"));
-    this.closers.push(async () => {
-      await watcher.close();
-      await reload.idle();
-    });
-    await ready(watcher);
-    return this.loadFile(path);
+    return ok;
   }
 
   /**
-   * Development mode: rebuilds `build.policies` with opa whenever a .rego or .json file under it changes, and
-   * loads the result. A build error (a Rego syntax error, an unsupported builtin) leaves the last good policy
-   * active and is logged with OPA's message.
+   * Development mode: rebuilds `build.policies` with opa whenever a .rego, .json or .yaml file under it changes,
+   * and loads the result. A build error (a Rego syntax error, an unsupported builtin) leaves the last good
+   * policy active and is logged with OPA's message.
    */
   async watchPolicies(build: Omit<BuildOptions, "output">): Promise<boolean> {
     const dir = await mkdtemp(join(tmpdir(), "pamgate-build-"));
     const output = join(dir, "bundle.tar.gz");
+    const isSource = (p: string) => /\.(rego|json|ya?ml)$/.test(p);
     let ok = false;
-    const rebuild = coalesce(async () => {
-      try {
-        const { revision } = await buildBundle({ ...build, output });
-        this.log.info({ policies: build.policies, revision }, "policies rebuilt");
-      } catch (err) {
-        const message = errorText(err);
-        this.engine.recordRejection(message);
-        this.log.error({ source: build.policies }, message);
-        this.options.onLoad?.({ ok: false, source: build.policies, error: message });
-        ok = false;
-        return;
-      }
-      ok = await this.loadFile(output);
+    await this.follow({
+      path: build.policies,
+      label: build.policies,
+      relevant: isSource,
+      stamp: async () => stampOf((await listFiles(build.policies)).filter(isSource)),
+      job: async () => {
+        try {
+          const { revision } = await buildBundle({ ...build, output });
+          this.log.info({ policies: build.policies, revision }, "policies rebuilt");
+        } catch (err) {
+          const message = errorText(err);
+          this.engine.recordRejection(message);
+          this.log.error({ source: build.policies }, message);
+          this.options.onLoad?.({ ok: false, source: build.policies, error: message });
+          ok = false;
+          return;
+        }
+        ok = await this.loadFile(output);
+      },
     });
-    const watcher = watch(build.policies, {
-      ignoreInitial: true,
-      ignored: (p, stats) => Boolean(stats?.isFile() && !/\.(rego|json|ya?ml)$/.test(p)),
-    });
-    watcher.on("all", () => void rebuild.trigger());
-    watcher.on("error", (err) => this.log.error({ err: errorText(err) }, "policy watcher failed"));
-    this.closers.push(async () => {
-      await watcher.close();
-      await rebuild.idle();
-      await rm(dir, { recursive: true, force: true });
-    });
-    await ready(watcher);
-    await rebuild.trigger();
+    this.closers.push(() => rm(dir, { recursive: true, force: true }));
     return ok;
   }
 
+  /**
+   * Runs `job` once now and again after every relevant change under `path`.
+   *
+   * chokidar drops a second "change" of the same path within 50 ms (it throttles on the leading edge), so a
+   * quick second replacement could go unseen. After each event we therefore check again once that window has
+   * passed, and rerun the job when the files' stamp differs from the one the last run saw.
+   */
+  private async follow(opts: {
+    path: string;
+    label: string;
+    depth?: number;
+    relevant: (changed: string) => boolean;
+    stamp: () => Promise<string>;
+    job: () => Promise<void>;
+  }): Promise<void> {
+    let seen = "";
+    const run = coalesce(async () => {
+      const before = await opts.stamp();
+      await opts.job();
+      seen = before;
+    });
+    let trailing: NodeJS.Timeout | undefined;
+    const onChange = () => {
+      void run.trigger();
+      clearTimeout(trailing);
+      trailing = setTimeout(async () => {
+        if ((await opts.stamp()) !== seen) void run.trigger();
+      }, CHOKIDAR_CHANGE_THROTTLE_MS + 10);
+    };
+    const watcher = watch(opts.path, { ignoreInitial: true, depth: opts.depth });
+    watcher.on("all", (_event, changed) => {
+      if (opts.relevant(changed)) onChange();
+    });
+    watcher.on("error", (err) =>
+      this.log.error({ source: opts.label, err: errorText(err) }, "watcher failed"),
+    );
+    this.closers.push(async () => {
+      clearTimeout(trailing);
+      await watcher.close();
+      await run.idle();
+    });
+    await ready(watcher);
+    await run.trigger();
+  }
+
   /** Polls an HTTP bundle server (OPA bundle service protocol: GET with If-None-Match, 304 when unchanged). */
-  pollHttp(url: string, opts: { token?: string; minDelayMs?: number; maxDelayMs?: number } = {}): HttpBundleSource {
+  pollHttp(
+    url: string,
+    opts: { token?: string; minDelayMs?: number; maxDelayMs?: number } = {},
+  ): HttpBundleSource {
     const source = new HttpBundleSource({
       url,
       ...opts,
@@ -138,6 +183,37 @@ export class BundleManager {
 
   async close(): Promise<void> {
     await Promise.all(this.closers.splice(0).map((c) => c()));
+  }
+}
+
+/** chokidar's throttle window for repeated "change" events of one path (see its index.js). */
+const CHOKIDAR_CHANGE_THROTTLE_MS = 50;
+
+/** Identity of a set of files as last seen: inode, size and mtime of each ("-" for a missing one). */
+async function stampOf(paths: string[]): Promise<string> {
+  const parts = await Promise.all(
+    paths.map(async (p) => {
+      try {
+        const s = await stat(p, { bigint: true });
+        return `${p}:${s.ino}:${s.size}:${s.mtimeNs}`;
+      } catch {
+        return `${p}:-`;
+      }
+    }),
+  );
+  return parts.join("|");
+}
+
+/** Files under `dir`, recursively; none when it is gone (the watcher reports that separately). */
+async function listFiles(dir: string): Promise<string[]> {
+  try {
+    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+    return entries
+      .filter((e) => e.isFile())
+      .map((e) => join(e.parentPath, e.name))
+      .sort();
+  } catch {
+    return [];
   }
 }
 

@@ -3,10 +3,10 @@
 // does not work on standard OPA builds, so this is how a divergence between Rego and its wasm compilation —
 // a builtin that behaves differently, a construct the wasm planner handles differently — is caught.
 import { execFile } from "node:child_process";
-import { isDeepStrictEqual, promisify } from "node:util";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { isDeepStrictEqual, promisify } from "node:util";
 import { findTool } from "../util/tools.js";
 import { nowFromRfc3339, type PolicyInput, type Verdict } from "./contract.js";
 import { evaluateVerdict, serializeInput } from "./engine.js";
@@ -44,7 +44,12 @@ export async function loadFixtures(dir: string): Promise<Fixture[]> {
     if (!raw.input || !raw.expected) throw new Error(`fixture ${path} needs "input" and "expected"`);
     // JSON.parse rounds nanoseconds beyond 2^53; rebuild `now` exactly from its RFC 3339 form.
     const input = { ...raw.input, now: nowFromRfc3339(raw.input.now.rfc3339) };
-    fixtures.push({ name: raw.name ?? file, file: path, inputJson: serializeInput(input), expected: raw.expected });
+    fixtures.push({
+      name: raw.name ?? file,
+      file: path,
+      inputJson: serializeInput(input),
+      expected: raw.expected,
+    });
   }
   return fixtures;
 }

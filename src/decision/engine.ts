@@ -89,11 +89,17 @@ export class DecisionEngine {
     try {
       inputJson = serializeInput(input);
     } catch (err) {
-      verdict = blockVerdict(ENGINE_REASONS.badInput, `the command could not be prepared for policy: ${errorText(err)}`);
+      verdict = blockVerdict(
+        ENGINE_REASONS.badInput,
+        `the command could not be prepared for policy: ${errorText(err)}`,
+      );
       return this.finish(decision_id, verdict, active, started, inputJson);
     }
     if (!active) {
-      verdict = blockVerdict(ENGINE_REASONS.noBundle, "no policy bundle is loaded yet; every command is blocked");
+      verdict = blockVerdict(
+        ENGINE_REASONS.noBundle,
+        "no policy bundle is loaded yet; every command is blocked",
+      );
     } else {
       verdict = evaluateVerdict(active.policy, inputJson);
     }

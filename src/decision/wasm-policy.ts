@@ -1,16 +1,10 @@
 // One compiled policy.wasm instance with its data loaded: the unit the engine swaps atomically.
-import opa from "@open-policy-agent/opa-wasm";
+import { type LoadedPolicy, loadPolicy } from "@open-policy-agent/opa-wasm";
 
-/** The subset of opa-wasm's LoadedPolicy we use (the package ships no TypeScript types). */
-interface OpaLoadedPolicy {
+/** opa-wasm's LoadedPolicy with the types it really returns. */
+interface OpaLoadedPolicy extends LoadedPolicy {
   entrypoints: Record<string, number>;
-  evaluate(input: ArrayBuffer | unknown, entrypoint: number | string): Array<{ result: unknown }> | null;
-  setData(data: unknown): void;
 }
-
-const { loadPolicy } = opa as unknown as {
-  loadPolicy(wasm: BufferSource | WebAssembly.Module, memory?: WebAssembly.MemoryDescriptor): Promise<OpaLoadedPolicy>;
-};
 
 export class WasmPolicyError extends Error {
   override name = "WasmPolicyError";
@@ -23,16 +17,20 @@ export class WasmPolicy {
   ) {}
 
   /** Compiles and instantiates `wasm`, loads `data`, and checks that every required entrypoint exists. */
-  static async load(wasm: Uint8Array, data: unknown, requiredEntrypoints: readonly string[]): Promise<WasmPolicy> {
+  static async load(
+    wasm: Uint8Array,
+    data: unknown,
+    requiredEntrypoints: readonly string[],
+  ): Promise<WasmPolicy> {
     let loaded: OpaLoadedPolicy;
     try {
-      const module = await WebAssembly.compile(wasm);
-      loaded = await loadPolicy(module, { initial: 5 });
+      const module = await WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>);
+      loaded = (await loadPolicy(module, { initial: 5 })) as OpaLoadedPolicy;
     } catch (err) {
       throw new WasmPolicyError(`policy.wasm cannot be loaded: ${errorText(err)}`);
     }
     try {
-      loaded.setData(data);
+      loaded.setData(data as object);
     } catch (err) {
       throw new WasmPolicyError(`data cannot be loaded into the policy: ${errorText(err)}`);
     }
@@ -62,7 +60,7 @@ export class WasmPolicy {
   evaluate(inputJson: ArrayBuffer, entrypoint: string): unknown {
     const id = this.entrypointIds.get(entrypoint);
     if (id === undefined) throw new WasmPolicyError(`entrypoint "${entrypoint}" is not in this bundle`);
-    const rs = this.loaded.evaluate(inputJson, id);
+    const rs: Array<{ result: unknown }> | null = this.loaded.evaluate(inputJson, id);
     if (!Array.isArray(rs) || rs.length === 0) return undefined;
     return rs[0]?.result;
   }

@@ -33,7 +33,8 @@ export function findTool(name: "opa" | "regal"): string {
       path = undefined;
     }
   }
-  if (!path) throw new ToolMissingError(`${name} CLI not found: run scripts/bootstrap (installs it into .tools/bin)`);
+  if (!path)
+    throw new ToolMissingError(`${name} CLI not found: run scripts/bootstrap (installs it into .tools/bin)`);
   found.set(name, path);
   return path;
 }

@@ -1,7 +1,7 @@
 // The decision engine against real wasm bundles compiled by the OPA CLI: verdicts pass through, and every way a
 // policy or bundle can be wrong ends in `block` with a reason naming it, while the last good policy keeps answering.
 import t from "tap";
-import { writeBundleArchive, readBundleArchive } from "../../src/bundles/archive.js";
+import { readBundleArchive, writeBundleArchive } from "../../src/bundles/archive.js";
 import { loadBundleArchive } from "../../src/bundles/bundle.js";
 import { DecisionEngine, serializeInput } from "../../src/decision/engine.js";
 import { activeFrom, buildTestBundle, sampleInput, verdictPolicy } from "../helpers/bundles.js";
@@ -21,7 +21,12 @@ t.test("a valid verdict passes through with revision, id and timing", async (t) 
   const engine = new DecisionEngine();
   engine.activate(await activeFrom(verdictPolicy(allow, "rev-a")));
   const d = engine.evaluate(sampleInput());
-  t.same(d.verdict, { action: "allow", reasons: [{ code: "test.ok", message: "fine" }], mask: [], approval: null });
+  t.same(d.verdict, {
+    action: "allow",
+    reasons: [{ code: "test.ok", message: "fine" }],
+    mask: [],
+    approval: null,
+  });
   t.equal(d.revision, "rev-a");
   t.ok(d.eval_ns > 0);
   t.not(engine.evaluate(sampleInput()).decision_id, d.decision_id, "every decision gets its own id");
@@ -75,17 +80,29 @@ verdict := {"action": "block", "reasons": [{"code": "test.no", "message": "no"}]
 
 t.test("verdicts that break the schema: block with engine.invalid_verdict naming the problem", async (t) => {
   const cases: Array<[string, string, RegExp]> = [
-    ["unknown action", `{"action": "permit", "reasons": [{"code": "a.b", "message": "m"}]}`, /\/action .*allowed values.*allow/],
+    [
+      "unknown action",
+      `{"action": "permit", "reasons": [{"code": "a.b", "message": "m"}]}`,
+      /\/action .*allowed values.*allow/,
+    ],
     ["no reasons", `{"action": "allow", "reasons": []}`, /\/reasons/],
     ["not an object", `"allow"`, /\(root\) must be object/],
-    ["mask without fields", `{"action": "mask", "reasons": [{"code": "a.b", "message": "m"}], "mask": []}`, /\/mask/],
+    [
+      "mask without fields",
+      `{"action": "mask", "reasons": [{"code": "a.b", "message": "m"}], "mask": []}`,
+      /\/mask/,
+    ],
     [
       "approve without approval",
       `{"action": "approve", "reasons": [{"code": "a.b", "message": "m"}], "approval": null}`,
       /\/approval/,
     ],
     ["extra key", `{"action": "allow", "reasons": [{"code": "a.b", "message": "m"}], "note": 1}`, /"note"/],
-    ["bad strategy", `{"action": "mask", "reasons": [{"code": "a.b", "message": "m"}], "mask": [{"field": "x", "strategy": "rot13"}]}`, /strategy/],
+    [
+      "bad strategy",
+      `{"action": "mask", "reasons": [{"code": "a.b", "message": "m"}], "mask": [{"field": "x", "strategy": "rot13"}]}`,
+      /strategy/,
+    ],
   ];
   for (const [name, verdict, message] of cases) {
     const engine = new DecisionEngine();
@@ -111,21 +128,43 @@ t.test("bad bundles are rejected with a reason naming the problem", async (t) =>
   const good = verdictPolicy(allow);
   const files = await readBundleArchive(good);
   const without = (name: string) => writeBundleArchive(new Map([...files].filter(([k]) => k !== name)));
-  const withFile = (name: string, content: string) => writeBundleArchive(new Map([...files, [name, Buffer.from(content)]]));
+  const withFile = (name: string, content: string) =>
+    writeBundleArchive(new Map([...files, [name, Buffer.from(content)]]));
 
   await t.rejects(loadBundleArchive(Buffer.from("not a bundle"), "x"), /not a valid gzip archive/);
-  await t.rejects(loadBundleArchive(good.subarray(0, good.length / 2), "x"), /not a valid gzip archive|corrupt/);
-  await t.rejects(loadBundleArchive(await without("/policy.wasm"), "x"), /no \/policy\.wasm.*opa build -t wasm/);
-  await t.rejects(loadBundleArchive(await withFile("/data.json", "{not json"), "x"), /\/data\.json is not valid JSON/);
-  await t.rejects(loadBundleArchive(await withFile("/data.json", "[1]"), "x"), /\/data\.json must hold a JSON object/);
-  await t.rejects(loadBundleArchive(await withFile("/.manifest", "{"), "x"), /\/\.manifest is not valid JSON/);
-  await t.rejects(loadBundleArchive(await withFile("/policy.wasm", "\0asm garbage"), "x"), /policy\.wasm cannot be loaded/);
+  await t.rejects(
+    loadBundleArchive(good.subarray(0, good.length / 2), "x"),
+    /not a valid gzip archive|corrupt/,
+  );
+  await t.rejects(
+    loadBundleArchive(await without("/policy.wasm"), "x"),
+    /no \/policy\.wasm.*opa build -t wasm/,
+  );
+  await t.rejects(
+    loadBundleArchive(await withFile("/data.json", "{not json"), "x"),
+    /\/data\.json is not valid JSON/,
+  );
+  await t.rejects(
+    loadBundleArchive(await withFile("/data.json", "[1]"), "x"),
+    /\/data\.json must hold a JSON object/,
+  );
+  await t.rejects(
+    loadBundleArchive(await withFile("/.manifest", "{"), "x"),
+    /\/\.manifest is not valid JSON/,
+  );
+  await t.rejects(
+    loadBundleArchive(await withFile("/policy.wasm", "\0asm garbage"), "x"),
+    /policy\.wasm cannot be loaded/,
+  );
 
   const otherEntrypoint = buildTestBundle(
     { "main.rego": `package other\n\nallow := true\n` },
     { entrypoints: ["other/allow"] },
   );
-  await t.rejects(loadBundleArchive(otherEntrypoint, "x"), /lacks entrypoint "pamgate\/main\/verdict".*has: other\/allow/);
+  await t.rejects(
+    loadBundleArchive(otherEntrypoint, "x"),
+    /lacks entrypoint "pamgate\/main\/verdict".*has: other\/allow/,
+  );
 });
 
 t.test("nested data.json files merge under their directory, conflicts are named", async (t) => {
@@ -153,7 +192,11 @@ t.test("activation is atomic and status reports revision and rejections", async 
   t.equal(engine.status().revision, "rev-1", "a rejection leaves the active policy");
   t.match(engine.status().last_error?.message, /broken/);
   t.equal(engine.evaluate(sampleInput()).verdict.action, "allow");
-  engine.activate(await activeFrom(verdictPolicy(`{"action": "block", "reasons": [{"code": "t.b", "message": "b"}]}`, "rev-2")));
+  engine.activate(
+    await activeFrom(
+      verdictPolicy(`{"action": "block", "reasons": [{"code": "t.b", "message": "b"}]}`, "rev-2"),
+    ),
+  );
   const d = engine.evaluate(sampleInput());
   t.equal(d.revision, "rev-2");
   t.equal(d.verdict.action, "block");

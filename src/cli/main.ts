@@ -1,0 +1,52 @@
+// The `pamgate` command: a thin dispatcher; each subcommand lives in its own module.
+
+import { CliError } from "./args.js";
+import { bundleCommand } from "./bundle.js";
+import { demoCommand } from "./demo.js";
+import { evalCommand } from "./eval.js";
+import { policyCommand } from "./policy.js";
+
+const USAGE = `usage: pamgate <command> [options]
+
+commands:
+  demo                         build the example bundle and show verdicts for sample commands
+  eval --input FILE [--bundle PATH]
+                               evaluate one policy input and print the decision
+  bundle build [--policies DIR] [--output FILE] [--revision REV] [--signing-key PEM] [--signing-alg ALG]
+                               compile Rego to a wasm bundle, revision = git commit
+  bundle inspect BUNDLE [--verification-key PEM] [--verification-alg ALG]
+                               show a bundle's revision, entrypoints, files and signature
+  policy test [--policies DIR] [--tests DIR] [--fixtures DIR] [--min-coverage N]
+                               opa check, opa test with coverage, regal, wasm conformance
+`;
+
+const commands: Record<string, (argv: string[]) => Promise<number>> = {
+  demo: demoCommand,
+  eval: evalCommand,
+  bundle: bundleCommand,
+  policy: policyCommand,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "help" || name === "--help" || name === "-h") {
+    process.stdout.write(USAGE);
+    return name ? 0 : 2;
+  }
+  const command = commands[name];
+  if (!command) throw new CliError(`unknown command "${name}"\n\n${USAGE}`);
+  return command(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    // One readable line; the stack only when asked for, since most failures are bad input, not bugs.
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`pamgate: ${message}\n`);
+    if (process.env.PAMGATE_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = err instanceof CliError ? 2 : 1;
+  },
+);

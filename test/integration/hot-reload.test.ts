@@ -1,0 +1,149 @@
+// Hot-loading with real files, real chokidar events and real opa builds: a new bundle file becomes active, a bad
+// one is rejected while the last good policy keeps answering, and evaluations never fail during a swap.
+import { rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import t from "tap";
+import { BundleManager } from "../../src/bundles/manager.js";
+import { DecisionEngine } from "../../src/decision/engine.js";
+import { sampleInput, verdictPolicy } from "../helpers/bundles.js";
+
+const verdictFor = (action: string, code: string) =>
+  `{"action": "${action}", "reasons": [{"code": "${code}", "message": "${code}"}], "mask": [], "approval": null}`;
+
+/** Replaces a file the way deploy tools should: write aside, then rename over it. */
+async function replaceAtomically(path: string, content: Buffer | string) {
+  await writeFile(`${path}.tmp`, content);
+  await rename(`${path}.tmp`, path);
+}
+
+function waitFor<T>(what: string, check: () => T | undefined, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const tick = () => {
+      const v = check();
+      if (v !== undefined && v !== false) return resolve(v);
+      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
+      setTimeout(tick, 5);
+    };
+    tick();
+  });
+}
+
+t.test("watching a bundle file: swap on change, reject bad bundles, keep answering", async (t) => {
+  const dir = t.testdir();
+  const path = join(dir, "bundle.tar.gz");
+  const v1 = verdictPolicy(verdictFor("allow", "rev.one"), "rev-1");
+  const v2 = verdictPolicy(verdictFor("block", "rev.two"), "rev-2");
+  await writeFile(path, v1);
+
+  const engine = new DecisionEngine();
+  const loads: Array<{ ok: boolean; error?: string }> = [];
+  const manager = new BundleManager(engine, { onLoad: (r) => loads.push(r) });
+  t.teardown(() => manager.close());
+  t.equal(await manager.watchFile(path), true, "initial load succeeds");
+  t.equal(engine.revision, "rev-1");
+
+  await replaceAtomically(path, v2);
+  await waitFor("rev-2", () => engine.revision === "rev-2");
+  t.equal(engine.evaluate(sampleInput()).verdict.reasons[0]?.code, "rev.two");
+
+  const before = loads.length;
+  await replaceAtomically(path, "this is not a bundle");
+  await waitFor("rejection", () => loads.length > before);
+  t.equal(engine.revision, "rev-2", "the last good bundle stays active");
+  t.match(loads.at(-1)?.error, /rejected: bundle is not a valid gzip archive/);
+  t.match(engine.status().last_error?.message, /not a valid gzip archive/);
+  t.equal(engine.evaluate(sampleInput()).verdict.reasons[0]?.code, "rev.two", "and keeps answering");
+
+  await replaceAtomically(path, v1);
+  await waitFor("rev-1 again", () => engine.revision === "rev-1");
+});
+
+t.test("a missing bundle file at start leaves the engine failing closed", async (t) => {
+  const engine = new DecisionEngine();
+  const manager = new BundleManager(engine);
+  t.teardown(() => manager.close());
+  t.equal(await manager.loadFile(join(t.testdir(), "absent.tar.gz")), false);
+  const d = engine.evaluate(sampleInput());
+  t.equal(d.verdict.reasons[0]?.code, "engine.no_bundle");
+  t.match(engine.status().last_error?.message, /cannot be read/);
+});
+
+t.test("no failed evaluation while bundles are swapped under load", async (t) => {
+  const dir = t.testdir();
+  const path = join(dir, "bundle.tar.gz");
+  const bundles = [
+    verdictPolicy(verdictFor("allow", "swap.a"), "a"),
+    verdictPolicy(verdictFor("allow", "swap.b"), "b"),
+  ];
+  await writeFile(path, bundles[0] as Buffer);
+  const engine = new DecisionEngine();
+  const manager = new BundleManager(engine);
+  t.teardown(() => manager.close());
+  await manager.watchFile(path);
+
+  let evaluations = 0;
+  let failures = 0;
+  let running = true;
+  const load = (async () => {
+    while (running) {
+      for (let i = 0; i < 50; i++) {
+        const d = engine.evaluate(sampleInput());
+        evaluations++;
+        if (d.verdict.action !== "allow") failures++;
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+  })();
+  for (let i = 1; i <= 20; i++) {
+    const next = bundles[i % 2] as Buffer;
+    const revision = i % 2 === 0 ? "a" : "b";
+    await replaceAtomically(path, next);
+    await waitFor(`swap ${i}`, () => engine.revision === revision);
+  }
+  running = false;
+  await load;
+  t.ok(evaluations > 0, `${evaluations} evaluations ran during 20 swaps`);
+  t.equal(failures, 0, "none of them failed");
+});
+
+t.test("development mode: a policy folder is rebuilt with opa on change", async (t) => {
+  const dir = t.testdir({
+    "main.rego": `package pamgate.main\n\nverdict := ${verdictFor("allow", "dev.one")}\n`,
+  });
+  const engine = new DecisionEngine();
+  const errors: string[] = [];
+  const manager = new BundleManager(engine, { onLoad: (r) => r.error && errors.push(r.error) });
+  t.teardown(() => manager.close());
+  // Built with the project's restricted capabilities (the default), and only the verdict entrypoint.
+  t.equal(
+    await manager.watchPolicies({ policies: dir, revision: "dev", entrypoints: ["pamgate/main/verdict"] }),
+    true,
+  );
+  t.equal(engine.evaluate(sampleInput()).verdict.reasons[0]?.code, "dev.one");
+
+  await writeFile(
+    join(dir, "main.rego"),
+    `package pamgate.main\n\nverdict := ${verdictFor("allow", "dev.two")}\n`,
+  );
+  await waitFor(
+    "rebuilt policy",
+    () => engine.evaluate(sampleInput()).verdict.reasons[0]?.code === "dev.two",
+  );
+
+  await writeFile(join(dir, "main.rego"), `package pamgate.main\n\nverdict := {{{\n`);
+  await waitFor("build error", () => errors.length > 0);
+  t.match(errors.at(-1), /opa build failed.*rego_parse_error/s);
+  t.equal(
+    engine.evaluate(sampleInput()).verdict.reasons[0]?.code,
+    "dev.two",
+    "the last good policy keeps answering",
+  );
+
+  await writeFile(
+    join(dir, "main.rego"),
+    `package pamgate.main\n\nverdict := {"action": "allow", "reasons": [{"code": "dev.t", "message": sprintf("%d", [time.now_ns()])}]}\n`,
+  );
+  await waitFor("capability error", () => errors.some((e) => /time\.now_ns/.test(e)));
+  t.match(errors.at(-1), /time\.now_ns/, "an unsupported builtin fails the build, not production");
+});
