@@ -1,6 +1,7 @@
 // npm run bench:decision — the example policy on realistic inputs, in one run:
 //   (a) in-process: @open-policy-agent/opa-wasm through pamgate's DecisionEngine (serialize, eval, validate);
-//   (b) OPA's own server (`opa run --server`) over loopback REST, same bundle, same inputs;
+//   (b) OPA's own server (`opa run --server`) over loopback REST, same policy sources and revision (as a Rego
+//       bundle: OPA built with `go install` has no wasm engine), same inputs;
 //   (c) hot reload: how long after a bundle file is replaced the new revision answers, over 100 reloads,
 //       with evaluations running throughout, counting any that fail.
 // Prints one JSON line. Targets (issue 2): in-process p99 ≤ 50 µs; ≥ 20× faster than REST at p50; reload
@@ -155,12 +156,15 @@ async function main() {
   const dir = await mkdtemp(join(tmpdir(), "pamgate-bench-"));
   try {
     const bundle = join(dir, "bundle.tar.gz");
+    const regoBundle = join(dir, "rego-bundle.tar.gz");
     const { revision } = await buildBundle({ policies: packagePath("policies"), output: bundle });
+    // OPA's server gets the same sources and revision as a Rego bundle: go-installed OPA has no wasm engine.
+    await buildBundle({ policies: packagePath("policies"), output: regoBundle, revision, target: "rego" });
     const inputs = samples();
     const engine = new DecisionEngine();
     engine.activate(await loadBundleArchive(await readFile(bundle), bundle));
     const inProcess = await benchInProcess(engine, inputs);
-    const rest = await benchOpaRest(bundle, inputs);
+    const rest = await benchOpaRest(regoBundle, inputs);
     const reload = await benchReload(dir, inputs);
     const result = {
       bench: "decision",

@@ -20,6 +20,11 @@ export interface BuildOptions {
   /** capabilities.json restricting builtins to what the wasm target has. */
   capabilities?: string;
   entrypoints?: readonly string[];
+  /**
+   * "wasm" (default) compiles policy.wasm for in-process evaluation; "rego" builds a plain bundle of the same
+   * sources, which is what OPA's own server evaluates (go-installed OPA has no wasm engine).
+   */
+  target?: "wasm" | "rego";
   signingKey?: string;
   signingAlg?: string;
 }
@@ -53,7 +58,8 @@ export async function buildBundle(options: BuildOptions): Promise<{ revision: st
   const opa = findTool("opa");
   const revision = options.revision ?? (await gitRevision(options.policies));
   const capabilities = options.capabilities ?? packagePath("policies", "capabilities.json");
-  const args = ["build", "-t", "wasm", "--bundle", "--capabilities", capabilities, "--revision", revision];
+  const args = ["build", "-t", options.target ?? "wasm", "--bundle", "--capabilities", capabilities];
+  args.push("--revision", revision);
   for (const e of options.entrypoints ?? BUNDLE_ENTRYPOINTS) args.push("-e", e);
   if (options.signingKey) {
     args.push("--signing-key", options.signingKey);

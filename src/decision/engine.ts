@@ -31,8 +31,6 @@ export interface EngineStatus {
   last_error: { message: string; at: string } | null;
 }
 
-const encoder = new TextEncoder();
-
 function blockVerdict(code: string, message: string): Verdict {
   return { action: "block", reasons: [{ code, message }], mask: [], approval: null };
 }
@@ -127,7 +125,7 @@ export class DecisionEngine {
 export function evaluateVerdict(policy: WasmPolicy, inputJson: string): Verdict {
   let result: unknown;
   try {
-    result = policy.evaluate(encoder.encode(inputJson).buffer as ArrayBuffer, VERDICT_ENTRYPOINT);
+    result = policy.evaluate(inputJson, VERDICT_ENTRYPOINT);
   } catch (err) {
     return blockVerdict(ENGINE_REASONS.evalError, `policy evaluation failed: ${errorText(err)}`);
   }
