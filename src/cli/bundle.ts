@@ -69,7 +69,7 @@ async function inspect(argv: string[]): Promise<number> {
     bundle: path,
     revision: manifest.revision ?? "",
     roots: manifest.roots ?? [""],
-    entrypoints: policy.policy.entrypoints,
+    entrypoints: policy.policy.entrypoints.sort(),
     signature,
     files: [...files]
       .sort(([a], [b]) => (a < b ? -1 : 1))

@@ -39,15 +39,34 @@ interface OpaTestResult {
   location?: { file: string; row: number };
 }
 
+/**
+ * opa check and opa test load the policy folder and the tests as loose files, where every .json below them is
+ * data: the schemas, capabilities and conformance fixtures would collide with data.json, and bad-capability/
+ * fails on purpose (it proves the capabilities bite).
+ */
+const LOOSE_IGNORES = ["schemas", "capabilities.json", "fixtures", "bad-capability"].flatMap((i) => [
+  "--ignore",
+  i,
+]);
+
 async function checkStep(caps: string, policies: string, tests: string): Promise<Step> {
-  const r = await opa(["check", "--strict", "--bundle", "--capabilities", caps, policies, tests]);
+  const r = await opa(["check", "--strict", "--capabilities", caps, ...LOOSE_IGNORES, policies, tests]);
   return r.ok
     ? { name: "opa check --strict", status: "pass", summary: "no errors" }
     : { name: "opa check --strict", status: "fail", summary: "errors", details: r.stderr || r.stdout };
 }
 
 async function testStep(caps: string, policies: string, tests: string, minCoverage: number): Promise<Step[]> {
-  const r = await opa(["test", "--bundle", "--capabilities", caps, "--format", "json", policies, tests]);
+  const r = await opa([
+    "test",
+    "--capabilities",
+    caps,
+    ...LOOSE_IGNORES,
+    "--format",
+    "json",
+    policies,
+    tests,
+  ]);
   let results: OpaTestResult[];
   try {
     results = JSON.parse(r.stdout) as OpaTestResult[];
@@ -70,9 +89,9 @@ async function testStep(caps: string, policies: string, tests: string, minCovera
   ];
   const c = await opa([
     "test",
-    "--bundle",
     "--capabilities",
     caps,
+    ...LOOSE_IGNORES,
     "--coverage",
     "--format",
     "json",

@@ -147,3 +147,37 @@ t.test("development mode: a policy folder is rebuilt with opa on change", async 
   await waitFor("capability error", () => errors.some((e) => /time\.now_ns/.test(e)));
   t.match(errors.at(-1), /time\.now_ns/, "an unsupported builtin fails the build, not production");
 });
+
+t.test("HTTP bundle server: polled with ETag, new bundle activated, a bad one rejected", async (t) => {
+  const { createServer } = await import("node:http");
+  let current = { etag: '"v1"', body: verdictPolicy(verdictFor("allow", "http.one"), "http-1") };
+  const seen: Array<string | undefined> = [];
+  const server = createServer((req, res) => {
+    seen.push(req.headers["if-none-match"]);
+    if (req.headers["if-none-match"] === current.etag) {
+      res.writeHead(304).end();
+      return;
+    }
+    res.writeHead(200, { etag: current.etag, "content-type": "application/gzip" }).end(current.body);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const { port } = server.address() as { port: number };
+
+  const engine = new DecisionEngine();
+  const manager = new BundleManager(engine);
+  t.teardown(() => manager.close());
+  const source = manager.pollHttp(`http://127.0.0.1:${port}/bundles/pamgate.tar.gz`, { minDelayMs: 20, maxDelayMs: 40 });
+  await waitFor("first bundle", () => engine.revision === "http-1");
+  await waitFor("a conditional poll", () => seen.includes('"v1"'));
+
+  current = { etag: '"v2"', body: verdictPolicy(verdictFor("allow", "http.two"), "http-2") };
+  await waitFor("second bundle", () => engine.revision === "http-2");
+  t.equal(engine.evaluate(sampleInput()).verdict.reasons[0]?.code, "http.two");
+
+  current = { etag: '"v3"', body: Buffer.from("garbage") };
+  await waitFor("rejection", () => engine.status().last_error !== null);
+  t.match(engine.status().last_error?.message, /not a valid gzip archive/);
+  t.equal(engine.revision, "http-2", "the last good bundle stays active");
+  await source.stop();
+});
