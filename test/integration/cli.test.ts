@@ -44,7 +44,10 @@ t.test("bundle build stamps the git commit, marks a dirty tree, and is byte-repr
 
   const filesA = await readBundleArchive(readFileSync(a));
   const filesB = await readBundleArchive(readFileSync(b));
-  t.ok(filesA.get("/policy.wasm")?.equals(filesB.get("/policy.wasm") as Buffer), "policy.wasm is byte-identical");
+  t.ok(
+    filesA.get("/policy.wasm")?.equals(filesB.get("/policy.wasm") as Buffer),
+    "policy.wasm is byte-identical",
+  );
   t.ok(readFileSync(a).equals(readFileSync(b)), "the whole archive is byte-identical");
   t.equal(JSON.parse(filesA.get("/.manifest")?.toString() ?? "{}").revision, sha);
 
@@ -52,7 +55,16 @@ t.test("bundle build stamps the git commit, marks a dirty tree, and is byte-repr
   const dirty = pamgate(["bundle", "build", "--policies", join(repo, "policies"), "-o", a]);
   t.match(dirty.stdout, `revision ${sha}-dirty)`);
 
-  const explicit = pamgate(["bundle", "build", "--policies", join(repo, "policies"), "-o", a, "--revision", "v1.2.3"]);
+  const explicit = pamgate([
+    "bundle",
+    "build",
+    "--policies",
+    join(repo, "policies"),
+    "-o",
+    a,
+    "--revision",
+    "v1.2.3",
+  ]);
   t.match(explicit.stdout, "revision v1.2.3)");
 });
 
@@ -77,7 +89,16 @@ t.test("signed bundles: build with a key, inspect verifies, a wrong key is named
   writeFileSync(join(dir, "public.pem"), key.publicKey.export({ type: "spki", format: "pem" }));
   writeFileSync(join(dir, "other.pem"), other.publicKey.export({ type: "spki", format: "pem" }));
   const bundle = join(dir, "signed.tar.gz");
-  const build = pamgate(["bundle", "build", "-o", bundle, "--signing-key", join(dir, "private.pem"), "--revision", "r1"]);
+  const build = pamgate([
+    "bundle",
+    "build",
+    "-o",
+    bundle,
+    "--signing-key",
+    join(dir, "private.pem"),
+    "--revision",
+    "r1",
+  ]);
   t.equal(build.code, 0, build.stderr);
 
   const unverified = pamgate(["bundle", "inspect", bundle]);
@@ -118,7 +139,10 @@ t.test("eval prints the decision for an input file and rejects a bad one by name
 
   const missing = pamgate(["eval", "--input", join(dir, "no-identity.json"), "--bundle", bundle]);
   t.equal(missing.code, 2);
-  t.match(missing.stderr, /does not follow the policy contract: \(root\) must have required property 'identity'/);
+  t.match(
+    missing.stderr,
+    /does not follow the policy contract: \(root\) must have required property 'identity'/,
+  );
 
   const broken = pamgate(["eval", "--input", join(dir, "broken.json"), "--bundle", bundle]);
   t.equal(broken.code, 2);

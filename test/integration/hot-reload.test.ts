@@ -167,7 +167,10 @@ t.test("HTTP bundle server: polled with ETag, new bundle activated, a bad one re
   const engine = new DecisionEngine();
   const manager = new BundleManager(engine);
   t.teardown(() => manager.close());
-  const source = manager.pollHttp(`http://127.0.0.1:${port}/bundles/pamgate.tar.gz`, { minDelayMs: 20, maxDelayMs: 40 });
+  const source = manager.pollHttp(`http://127.0.0.1:${port}/bundles/pamgate.tar.gz`, {
+    minDelayMs: 20,
+    maxDelayMs: 40,
+  });
   await waitFor("first bundle", () => engine.revision === "http-1");
   await waitFor("a conditional poll", () => seen.includes('"v1"'));
 
