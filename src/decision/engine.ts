@@ -5,8 +5,10 @@
 // the next one sees the new one. No locks, no half-loaded state.
 import { randomUUID } from "node:crypto";
 import {
+  currentTime,
   type Decision,
   ENGINE_REASONS,
+  type Now,
   type PolicyInput,
   VERDICT_ENTRYPOINT,
   type Verdict,
@@ -41,8 +43,7 @@ function blockVerdict(code: string, message: string): Verdict {
  */
 export function serializeInput(input: PolicyInput): string {
   const { now, ...rest } = input;
-  const head = JSON.stringify(rest);
-  return `${head.slice(0, -1)},"now":{"rfc3339":${JSON.stringify(now.rfc3339)},"ns":${now.ns.toString()}}}`;
+  return `${JSON.stringify(rest).slice(0, -1)},${nowJson(now)}}`;
 }
 
 export class DecisionEngine {
@@ -79,46 +80,68 @@ export class DecisionEngine {
 
   /** Decides one command. Always returns a verdict; every failure is a block with an engine.* reason. */
   evaluate(input: PolicyInput): Decision {
-    const started = process.hrtime.bigint();
+    return this.decide(() => serializeInput(input));
+  }
+
+  /**
+   * Decides one command of a session whose identity, resource and session fields were serialized once
+   * (see SessionInput): the per-command work is only the command and the clock. This is what the protocol
+   * adapters call for every statement or request.
+   */
+  evaluateCommand(
+    session: SessionInput,
+    command: Record<string, unknown>,
+    now: Now = currentTime(),
+  ): Decision {
+    return this.decide(() => session.serialize(command, now));
+  }
+
+  private decide(serialize: () => string): Decision {
+    const started = performance.now();
     const active = this.active; // captured once: a concurrent swap does not affect this evaluation
-    const decision_id = randomUUID();
     let inputJson = "";
     let verdict: Verdict;
     try {
-      inputJson = serializeInput(input);
+      inputJson = serialize();
+      verdict = active
+        ? evaluateVerdict(active.policy, inputJson)
+        : blockVerdict(ENGINE_REASONS.noBundle, "no policy bundle is loaded yet; every command is blocked");
     } catch (err) {
       verdict = blockVerdict(
         ENGINE_REASONS.badInput,
         `the command could not be prepared for policy: ${errorText(err)}`,
       );
-      return this.finish(decision_id, verdict, active, started, inputJson);
     }
-    if (!active) {
-      verdict = blockVerdict(
-        ENGINE_REASONS.noBundle,
-        "no policy bundle is loaded yet; every command is blocked",
-      );
-    } else {
-      verdict = evaluateVerdict(active.policy, inputJson);
-    }
-    return this.finish(decision_id, verdict, active, started, inputJson);
-  }
-
-  private finish(
-    decision_id: string,
-    verdict: Verdict,
-    active: ActivePolicy | null,
-    started: bigint,
-    input_json: string,
-  ): Decision {
     return {
-      decision_id,
+      decision_id: randomUUID(),
       verdict,
       revision: active?.revision ?? null,
-      eval_ns: Number(process.hrtime.bigint() - started),
-      input_json,
+      eval_ns: Math.round((performance.now() - started) * 1e6),
+      input_json: inputJson,
     };
   }
+}
+
+/**
+ * The parts of the policy input that stay fixed for a session — protocol, resource, identity, session —
+ * serialized once, so each command costs only the serialization of the command itself. Make a new one when
+ * any of them changes (a refreshed token, an approval grant).
+ */
+export class SessionInput {
+  private readonly prefix: string;
+
+  constructor(readonly fixed: Omit<PolicyInput, "command" | "now">) {
+    const { protocol, resource, identity, session } = fixed;
+    this.prefix = JSON.stringify({ protocol, resource, identity, session }).slice(0, -1);
+  }
+
+  serialize(command: Record<string, unknown>, now: Now): string {
+    return `${this.prefix},"command":${JSON.stringify(command)},${nowJson(now)}}`;
+  }
+}
+
+function nowJson(now: Now): string {
+  return `"now":{"rfc3339":${JSON.stringify(now.rfc3339)},"ns":${now.ns.toString()}}`;
 }
 
 /** Runs the verdict entrypoint and checks the result; any problem becomes a block naming it. */

@@ -184,3 +184,44 @@ t.test("HTTP bundle server: polled with ETag, new bundle activated, a bad one re
   t.equal(engine.revision, "http-2", "the last good bundle stays active");
   await source.stop();
 });
+
+t.test("with verification on, only bundles signed with the configured key become active", async (t) => {
+  const { generateKeyPairSync } = await import("node:crypto");
+  const { buildBundle } = await import("../../src/bundles/build.js");
+  const dir = t.testdir({
+    policies: { "main.rego": `package pamgate.main\n\nverdict := ${verdictFor("allow", "signed.ok")}\n` },
+  });
+  const key = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const other = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  await writeFile(join(dir, "key.pem"), key.privateKey.export({ type: "pkcs8", format: "pem" }));
+  await writeFile(join(dir, "other.pem"), other.privateKey.export({ type: "pkcs8", format: "pem" }));
+  const build = (output: string, signingKey?: string) =>
+    buildBundle({
+      policies: join(dir, "policies"),
+      output: join(dir, output),
+      revision: output,
+      entrypoints: ["pamgate/main/verdict"],
+      signingKey: signingKey && join(dir, signingKey),
+      signingAlg: signingKey && "ES256",
+    });
+  await build("signed.tar.gz", "key.pem");
+  await build("unsigned.tar.gz");
+  await build("wrong-key.tar.gz", "other.pem");
+
+  const engine = new DecisionEngine();
+  const errors: string[] = [];
+  const manager = new BundleManager(engine, {
+    verification: {
+      key: key.publicKey.export({ type: "spki", format: "pem" }).toString(),
+      algorithm: "ES256",
+    },
+    onLoad: (r) => r.error && errors.push(r.error),
+  });
+  t.equal(await manager.loadFile(join(dir, "signed.tar.gz")), true);
+  t.equal(engine.revision, "signed.tar.gz");
+  t.equal(await manager.loadFile(join(dir, "unsigned.tar.gz")), false);
+  t.match(errors.at(-1), /not signed/);
+  t.equal(await manager.loadFile(join(dir, "wrong-key.tar.gz")), false);
+  t.match(errors.at(-1), /signature does not verify/);
+  t.equal(engine.revision, "signed.tar.gz", "the verified bundle stays active");
+});
