@@ -82,6 +82,17 @@ export interface Decision {
   eval_ns: number;
   /** The input exactly as the policy saw it (JSON), for the decision log. */
   input_json: string;
+  /**
+   * The policy that decided (null without a bundle), so the decision log can run that same bundle's
+   * system/log/mask rule even if a newer bundle has been activated since. Not serialized.
+   */
+  policy: WasmPolicyLike | null;
+}
+
+/** What the audit trail needs of the deciding policy: evaluating another entrypoint on the same input. */
+export interface WasmPolicyLike {
+  has(entrypoint: string): boolean;
+  evaluate(inputJson: string, entrypoint: string): unknown;
 }
 
 /** The reason codes the engine itself emits when it fails closed. */

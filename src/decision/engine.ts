@@ -118,6 +118,7 @@ export class DecisionEngine {
       revision: active?.revision ?? null,
       eval_ns: Math.round((performance.now() - started) * 1e6),
       input_json: inputJson,
+      policy: active?.policy ?? null,
     };
   }
 }
