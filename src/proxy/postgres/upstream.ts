@@ -1,0 +1,193 @@
+// Connecting to the real database with credentials only pamgate holds: TCP (optionally TLS), StartupMessage,
+// then SCRAM-SHA-256, md5 or cleartext password authentication as the server asks. The agent's token never
+// reaches the database and the database password never reaches the agent.
+import { type Socket, connect as tcpConnect } from "node:net";
+import { type TLSSocket, connect as tlsConnect } from "node:tls";
+// node-postgres's SCRAM client (its public package ships it under lib/): no need for a second implementation.
+import sasl from "pg/lib/crypto/sasl.js";
+import pgCrypto from "pg/lib/crypto/utils.js";
+import { serialize } from "pg-protocol";
+import type { BackendMessage } from "pg-protocol/dist/messages.js";
+import { Parser } from "pg-protocol/dist/parser.js";
+
+export interface UpstreamTarget {
+  host: string;
+  port: number;
+  database: string;
+  user: string;
+  password: string;
+  /** "disable" (default), "require" (TLS, no certificate check) or "verify-full". */
+  sslmode?: "disable" | "require" | "verify-full";
+  connectTimeoutMs?: number;
+}
+
+export interface UpstreamConnection {
+  socket: Socket | TLSSocket;
+  parameters: Map<string, string>;
+  backendKey: { pid: number; secret: number } | null;
+}
+
+export class UpstreamError extends Error {
+  override name = "UpstreamError";
+  constructor(
+    message: string,
+    readonly sqlstate = "08006",
+  ) {
+    super(message);
+  }
+}
+
+/** Startup parameters a client may pass through to the database; anything else (e.g. `options`) is dropped. */
+export const FORWARDED_STARTUP_PARAMS = new Set([
+  "application_name",
+  "client_encoding",
+  "DateStyle",
+  "TimeZone",
+  "IntervalStyle",
+  "extra_float_digits",
+  "search_path",
+]);
+
+function openSocket(target: UpstreamTarget): Promise<Socket | TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const timeout = target.connectTimeoutMs ?? 10_000;
+    const socket = tcpConnect({ host: target.host, port: target.port });
+    socket.setNoDelay(true);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new UpstreamError(`database ${target.host}:${target.port} did not answer within ${timeout} ms`));
+    }, timeout);
+    socket.once("error", (err) => {
+      clearTimeout(timer);
+      reject(new UpstreamError(`cannot reach database ${target.host}:${target.port}: ${err.message}`));
+    });
+    socket.once("connect", () => {
+      if (!target.sslmode || target.sslmode === "disable") {
+        clearTimeout(timer);
+        resolve(socket);
+        return;
+      }
+      socket.write(serialize.requestSsl());
+      socket.once("data", (answer: Buffer) => {
+        clearTimeout(timer);
+        if (answer[0] !== 0x53) {
+          socket.destroy();
+          reject(new UpstreamError(`database ${target.host}:${target.port} refused TLS`));
+          return;
+        }
+        const tls = tlsConnect({
+          socket,
+          servername: target.host,
+          rejectUnauthorized: target.sslmode === "verify-full",
+        });
+        tls.once("secureConnect", () => resolve(tls));
+        tls.once("error", (err) => reject(new UpstreamError(`TLS to database failed: ${err.message}`)));
+      });
+    });
+  });
+}
+
+/**
+ * Opens an authenticated session on the upstream server and waits for its first ReadyForQuery. Errors name
+ * the server and the failure but never the password.
+ */
+export async function connectUpstream(
+  target: UpstreamTarget,
+  clientParams: Record<string, string> = {},
+): Promise<UpstreamConnection> {
+  const socket = await openSocket(target);
+  const params: Record<string, string> = { user: target.user, database: target.database };
+  for (const [k, v] of Object.entries(clientParams)) if (FORWARDED_STARTUP_PARAMS.has(k)) params[k] = v;
+  const parameters = new Map<string, string>();
+  let backendKey: UpstreamConnection["backendKey"] = null;
+  const where = `${target.user}@${target.host}:${target.port}/${target.database}`;
+
+  return new Promise((resolve, reject) => {
+    const parser = new Parser();
+    let scram: ReturnType<typeof sasl.startSession> | null = null;
+    const fail = (err: Error) => {
+      socket.removeListener("data", onData);
+      socket.destroy();
+      reject(
+        err instanceof UpstreamError
+          ? err
+          : new UpstreamError(`authentication to ${where} failed: ${err.message}`),
+      );
+    };
+    const onMessage = async (msg: BackendMessage & Record<string, unknown>) => {
+      switch (msg.name) {
+        case "authenticationCleartextPassword":
+          socket.write(serialize.password(target.password));
+          break;
+        case "authenticationMD5Password": {
+          const hash = await pgCrypto.postgresMd5PasswordHash(
+            target.user,
+            target.password,
+            msg.salt as Buffer,
+          );
+          socket.write(serialize.password(hash));
+          break;
+        }
+        case "authenticationSASL":
+          scram = sasl.startSession(msg.mechanisms as string[]);
+          socket.write(serialize.sendSASLInitialResponseMessage(scram.mechanism, scram.response));
+          break;
+        case "authenticationSASLContinue":
+          await sasl.continueSession(scram, target.password, msg.data as string);
+          socket.write(serialize.sendSCRAMClientFinalMessage(scram?.response ?? ""));
+          break;
+        case "authenticationSASLFinal":
+          sasl.finalizeSession(scram, msg.data as string);
+          break;
+        case "authenticationOk":
+          break;
+        case "parameterStatus":
+          parameters.set(msg.parameterName as string, msg.parameterValue as string);
+          break;
+        case "backendKeyData":
+          backendKey = { pid: msg.processID as number, secret: msg.secretKey as number };
+          break;
+        case "readyForQuery":
+          socket.removeListener("data", onData);
+          socket.removeListener("error", onError);
+          socket.removeListener("close", onClose);
+          resolve({ socket, parameters, backendKey });
+          break;
+        case "error":
+          fail(
+            new UpstreamError(
+              `database ${where} refused the gateway's connection: ${msg.message as string}`,
+              (msg.code as string) ?? "08006",
+            ),
+          );
+          break;
+        default:
+          break;
+      }
+    };
+    // Messages are handled strictly in order even though SCRAM steps are async.
+    let chain = Promise.resolve();
+    const onData = (chunk: Buffer) => {
+      parser.parse(chunk, (msg) => {
+        chain = chain.then(() => onMessage(msg as BackendMessage & Record<string, unknown>)).catch(fail);
+      });
+    };
+    const onError = (err: Error) => fail(err);
+    const onClose = () => fail(new UpstreamError(`database ${where} closed the connection during start-up`));
+    socket.on("data", onData);
+    socket.once("error", onError);
+    socket.once("close", onClose);
+    socket.write(serialize.startup(params));
+  });
+}
+
+/** Sends a CancelRequest for `key` on a fresh connection, as the protocol requires. */
+export function cancelUpstream(target: UpstreamTarget, key: { pid: number; secret: number }): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = tcpConnect({ host: target.host, port: target.port }, () => {
+      socket.end(serialize.cancel(key.pid, key.secret));
+    });
+    socket.on("error", () => resolve());
+    socket.on("close", () => resolve());
+  });
+}
