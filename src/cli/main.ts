@@ -1,15 +1,18 @@
 // The `pamgate` command: a thin dispatcher; each subcommand lives in its own module.
 
+import { approvalsCommand } from "./approvals.js";
 import { CliError } from "./args.js";
 import { bundleCommand } from "./bundle.js";
 import { demoCommand } from "./demo.js";
 import { evalCommand } from "./eval.js";
 import { policyCommand } from "./policy.js";
+import { samplesCommand } from "./samples.js";
 
 const USAGE = `usage: pamgate <command> [options]
 
 commands:
-  demo                         build the example bundle and show verdicts for sample commands
+  demo                         run the gateway on embedded defaults and print psql commands to try (npm start)
+  samples                      build the example bundle and show verdicts for sample commands (no gateway)
   eval --input FILE [--bundle PATH]
                                evaluate one policy input and print the decision
   bundle build [--policies DIR] [--output FILE] [--revision REV] [--signing-key PEM] [--signing-alg ALG]
@@ -18,13 +21,17 @@ commands:
                                show a bundle's revision, entrypoints, files and signature
   policy test [--policies DIR] [--tests DIR] [--fixtures DIR] [--min-coverage N]
                                opa check, opa test with coverage, regal, wasm conformance
+  approvals list|get|approve|deny [ID] [--comment TEXT] [--api URL] [--token TOKEN]
+                               approval requests through the control-plane API ($PAMGATE_API, $PAMGATE_TOKEN)
 `;
 
 const commands: Record<string, (argv: string[]) => Promise<number>> = {
   demo: demoCommand,
+  samples: samplesCommand,
   eval: evalCommand,
   bundle: bundleCommand,
   policy: policyCommand,
+  approvals: approvalsCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

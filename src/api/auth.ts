@@ -1,0 +1,107 @@
+// Who is calling, and what they may do. Authentication is the gateway's own token verification: the same
+// TokenVerifier, issuers and checks as the protocol listeners, so a token refused there is refused here with
+// the same code — and counted in pamgate_token_rejections_total the same way. Rights come from groups:
+//
+//   - admin groups may list and read every request;
+//   - anyone else reads their own requests (they are the requester or in its actor chain) and those they could
+//     approve;
+//   - approving or denying needs membership of one of the configured approver groups (when configured) *and*
+//     of one of the request's own rule.groups, and never your own request — the last two are the
+//     ApprovalService's rules, enforced inside its transaction.
+import type { FastifyRequest, onRequestAsyncHookHandler } from "fastify";
+import { actorChain } from "../approvals/rules.js";
+import type { ApprovalRequest } from "../approvals/types.js";
+import type { Identity } from "../decision/contract.js";
+import { TokenError } from "../identity/errors.js";
+import type { TokenVerifier, VerifiedToken } from "../identity/verifier.js";
+import { metrics } from "../metrics.js";
+import { ApiError } from "./errors.js";
+
+const verified = new WeakMap<FastifyRequest, VerifiedToken>();
+
+/** A route-level onRequest hook: verifies the bearer token or fails the request with the TokenError (401). */
+export function authenticate(verifier: TokenVerifier): onRequestAsyncHookHandler {
+  return async (request) => {
+    const header = request.headers.authorization;
+    if (header === undefined || header.trim() === "") {
+      metrics.tokenRejections.inc({ reason: "malformed" });
+      throw new TokenError(
+        "malformed",
+        "no access token: send the header Authorization: Bearer <access token>",
+      );
+    }
+    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+    if (!match?.[1]) {
+      metrics.tokenRejections.inc({ reason: "malformed" });
+      throw new TokenError(
+        "malformed",
+        `the Authorization header must be "Bearer <access token>" (got the ${JSON.stringify(header.split(/\s/, 1)[0]?.slice(0, 20))} scheme)`,
+      );
+    }
+    // verify() counts its own rejections and never logs the token.
+    verified.set(request, await verifier.verify(match[1]));
+  };
+}
+
+/** The verified token of an authenticated request. */
+export function tokenOf(request: FastifyRequest): VerifiedToken {
+  const token = verified.get(request);
+  if (!token) throw new Error(`route ${request.url} reads the identity but is not authenticated`);
+  return token;
+}
+
+export function identityOf(request: FastifyRequest): Identity {
+  return tokenOf(request).identity;
+}
+
+function intersects(a: readonly string[], b: readonly string[]): boolean {
+  return a.some((g) => b.includes(g));
+}
+
+export class Rights {
+  private readonly adminGroups: readonly string[];
+  private readonly approverGroups: readonly string[] | null;
+
+  constructor(options: { adminGroups: readonly string[]; approverGroups?: readonly string[] }) {
+    this.adminGroups = [...options.adminGroups];
+    // An empty list would lock every approver out; it is read as "not configured".
+    this.approverGroups =
+      options.approverGroups && options.approverGroups.length > 0 ? [...options.approverGroups] : null;
+  }
+
+  isAdmin(identity: Identity): boolean {
+    return intersects(identity.groups, this.adminGroups);
+  }
+
+  /** Whether the identity passes the gateway-wide approver gate (always, when no approver groups are set). */
+  isApprover(identity: Identity): boolean {
+    return this.approverGroups === null || intersects(identity.groups, this.approverGroups);
+  }
+
+  /** Throws 403 not_an_approver unless the identity may approve anything through the API at all. */
+  assertApprover(identity: Identity): void {
+    if (this.isApprover(identity)) return;
+    throw new ApiError(
+      403,
+      "not_an_approver",
+      `${identity.sub} is not in any approver group of this gateway (${(this.approverGroups ?? []).join(", ")})`,
+    );
+  }
+
+  /** The requester, or anyone in the request's actor chain. */
+  isInvolved(identity: Identity, request: ApprovalRequest): boolean {
+    const parties = new Set([request.requester.sub, ...actorChain(request.requester)]);
+    return parties.has(identity.sub);
+  }
+
+  /** In an approver group of the gateway and of the request's rule (self-approval aside). */
+  couldApprove(identity: Identity, request: ApprovalRequest): boolean {
+    return this.isApprover(identity) && intersects(identity.groups, request.rule.groups);
+  }
+
+  canSee(identity: Identity, request: ApprovalRequest): boolean {
+    return (
+      this.isAdmin(identity) || this.isInvolved(identity, request) || this.couldApprove(identity, request)
+    );
+  }
+}
