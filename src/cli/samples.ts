@@ -1,6 +1,6 @@
-// `pamgate demo` (what `npm start` runs): builds the example policy bundle and shows the verdict for each
-// sample command of an engineer and of a CI bot acting for her. The PostgreSQL gateway will replace this with
-// the running proxy.
+// `pamgate samples`: builds the example policy bundle and shows the verdict for each
+// sample command of an engineer and of a CI bot acting for her, without starting the gateway.
+
 import { readFile } from "node:fs/promises";
 import { loadBundleArchive } from "../bundles/bundle.js";
 import { DecisionEngine } from "../decision/engine.js";
@@ -8,12 +8,12 @@ import { samples } from "../demo/samples.js";
 import { parse } from "./args.js";
 import { bundleOrExample } from "./example-bundle.js";
 
-export async function demoCommand(argv: string[]): Promise<number> {
-  const { values } = parse("demo", argv, { bundle: { type: "string", short: "b" } });
+export async function samplesCommand(argv: string[]): Promise<number> {
+  const { values } = parse("samples", argv, { bundle: { type: "string", short: "b" } });
   const bundle = await bundleOrExample(values.bundle);
   const engine = new DecisionEngine();
   engine.activate(await loadBundleArchive(await readFile(bundle), bundle));
-  const out = [`pamgate demo — bundle ${bundle}, revision ${engine.revision}`, ""];
+  const out = [`pamgate samples — bundle ${bundle}, revision ${engine.revision}`, ""];
   for (const s of samples()) {
     const d = engine.evaluate(s.input);
     const v = d.verdict;

@@ -70,7 +70,7 @@ export interface ApprovalPort {
     requester: Identity;
     resource: string;
     fingerprint: string;
-  }): Promise<{ id: string } | null>;
+  }): Promise<{ approval_id: string } | null>;
   create(req: {
     requester: Identity;
     resource: string;
@@ -155,7 +155,7 @@ export class CommandPipeline {
         resource: session.resource.name,
         fingerprint: req.fingerprint,
       });
-      if (grant) return this.finish(session, decision, granted, verdict.reasons, grant.id, false);
+      if (grant) return this.finish(session, decision, granted, verdict.reasons, grant.approval_id, false);
 
       const request = await approvals.create({
         requester: session.identity,

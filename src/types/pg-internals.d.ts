@@ -1,6 +1,6 @@
 // node-postgres ships its SCRAM client and password hashing under pg/lib/crypto (exported via "./lib/*") but
 // without type declarations; these are the parts the upstream connector uses.
-declare module "pg/lib/crypto/sasl.js" {
+declare module "pg/lib/crypto/sasl" {
   interface ScramSession {
     mechanism: string;
     response: string;
@@ -15,7 +15,7 @@ declare module "pg/lib/crypto/sasl.js" {
   export default sasl;
 }
 
-declare module "pg/lib/crypto/utils.js" {
+declare module "pg/lib/crypto/utils" {
   const utils: {
     postgresMd5PasswordHash(user: string, password: string, salt: Buffer): Promise<string>;
   };

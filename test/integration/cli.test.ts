@@ -172,8 +172,8 @@ t.test("policy test fails, naming the fixture, when wasm, Rego and the expectati
   t.match(r.stdout, /ok\s+opa test/);
 });
 
-t.test("demo shows all four verdicts", async (t) => {
-  const r = pamgate(["demo"]);
+t.test("samples shows all four verdicts", async (t) => {
+  const r = pamgate(["samples"]);
   t.equal(r.code, 0, r.stderr);
   for (const action of ["ALLOW", "MASK", "BLOCK", "APPROVE"]) t.match(r.stdout, `→ ${action}`);
   t.match(r.stdout, /ci-bot for alice/);

@@ -3,12 +3,18 @@
 // reaches the database and the database password never reaches the agent.
 import { type Socket, connect as tcpConnect } from "node:net";
 import { type TLSSocket, connect as tlsConnect } from "node:tls";
+
+// pg-protocol is CommonJS (its ESM wrapper re-imports it, which loops with pg's require under some loaders);
+// CommonJS export detection).
+const { serialize } = protocol;
+const { Parser } = parserModule;
+
 // node-postgres's SCRAM client (its public package ships it under lib/): no need for a second implementation.
-import sasl from "pg/lib/crypto/sasl.js";
-import pgCrypto from "pg/lib/crypto/utils.js";
-import { serialize } from "pg-protocol";
-import type { BackendMessage } from "pg-protocol/dist/messages.js";
-import { Parser } from "pg-protocol/dist/parser.js";
+import sasl from "pg/lib/crypto/sasl";
+import pgCrypto from "pg/lib/crypto/utils";
+import protocol from "pg-protocol/dist/index";
+import type { BackendMessage } from "pg-protocol/dist/messages";
+import parserModule from "pg-protocol/dist/parser";
 
 export interface UpstreamTarget {
   host: string;

@@ -1,0 +1,168 @@
+// Assembles a running gateway from its configuration: policy engine and bundle source, identity, store,
+// approvals, audit trail, the command pipeline, and the protocol listeners. Each part is built by its own
+// module; this file only wires them and owns their shutdown order.
+import { readFile } from "node:fs/promises";
+import { ApprovalService } from "../approvals/service.js";
+import { BundleManager } from "../bundles/manager.js";
+import { resolveCredential } from "../config/load.js";
+import type { GatewayConfig } from "../config/schema.js";
+import { DecisionEngine } from "../decision/engine.js";
+import type { IssuerConfig } from "../identity/config.js";
+import { type DevIssuer, startDevIssuer } from "../identity/dev-issuer.js";
+import { TokenVerifier } from "../identity/verifier.js";
+import { metrics } from "../metrics.js";
+import { type AuditPort, CommandPipeline } from "../pipeline/pipeline.js";
+import { PostgresListener, type PostgresResource } from "../proxy/postgres/server.js";
+import { openStore } from "../store/open.js";
+import type { Store } from "../store/store.js";
+import { type Logger, silentLogger } from "../util/log.js";
+
+export interface GatewayExtras {
+  log?: Logger;
+  /** The audit trail; when absent decisions are not recorded (development only — the CLI always sets one). */
+  audit?: AuditPort & { close?: () => Promise<void> };
+  /** Users of the development issuer (dev_issuer in the config). */
+  devUsers?: Record<string, { email?: string | null; groups?: string[] }>;
+  devClients?: string[];
+  /** Lifetime of the development issuer's tokens (default 600 s). */
+  devTokenTtlSeconds?: number;
+}
+
+export interface Gateway {
+  engine: DecisionEngine;
+  bundles: BundleManager;
+  verifier: TokenVerifier;
+  approvals: ApprovalService;
+  store: Store;
+  pipeline: CommandPipeline;
+  postgres: { host: string; port: number } | null;
+  devIssuer: DevIssuer | null;
+  close(): Promise<void>;
+}
+
+function issuerConfigs(config: GatewayConfig): IssuerConfig[] {
+  return (config.identity.issuers ?? []).map((i) => ({
+    issuer: i.issuer,
+    audience: i.audience,
+    groupsClaim: i.groups_claim ?? config.identity.groups_claim,
+    algorithms: i.algorithms,
+    leewaySeconds: i.leeway_seconds,
+  }));
+}
+
+async function loadPolicy(config: GatewayConfig, bundles: BundleManager): Promise<void> {
+  const p = config.policy;
+  if (p.bundle) await bundles.watchFile(p.bundle);
+  else if (p.policies) await bundles.watchPolicies({ policies: p.policies });
+  else if (p.url) bundles.pollHttp(p.url, { minDelayMs: 10_000, maxDelayMs: 20_000 });
+}
+
+export async function startGateway(config: GatewayConfig, extras: GatewayExtras = {}): Promise<Gateway> {
+  const log = extras.log ?? silentLogger;
+  const closers: Array<() => Promise<void>> = [];
+  const closeAll = async () => {
+    for (const c of closers.splice(0).reverse())
+      await c().catch((err) => log.warn({ err: String(err) }, "shutdown step failed"));
+  };
+  try {
+    const engine = new DecisionEngine();
+    const verification = config.policy.verification
+      ? {
+          key: await readFile(config.policy.verification.key_file, "utf8"),
+          algorithm: config.policy.verification.algorithm,
+          keyId: config.policy.verification.key_id,
+        }
+      : undefined;
+    const bundles = new BundleManager(engine, {
+      verification,
+      log,
+      onLoad: (r) => metrics.bundleLoads.inc({ outcome: r.ok ? "activated" : "rejected" }),
+    });
+    closers.push(() => bundles.close());
+    await loadPolicy(config, bundles);
+
+    let devIssuer: DevIssuer | null = null;
+    const issuers = issuerConfigs(config);
+    if (config.identity.dev_issuer) {
+      devIssuer = await startDevIssuer({
+        port: config.identity.dev_issuer.port,
+        audience: config.identity.dev_issuer.audience,
+        users: extras.devUsers ?? {},
+        clients: extras.devClients,
+        accessTokenTtlSeconds: extras.devTokenTtlSeconds,
+        log,
+      });
+      closers.push(() => (devIssuer as DevIssuer).stop());
+      issuers.push(devIssuer.issuerConfig());
+      log.warn(
+        { issuer: devIssuer.issuer },
+        "DEVELOPMENT issuer running on loopback: never use it in production",
+      );
+    }
+    const verifier = new TokenVerifier(issuers, { log });
+
+    const store = await openStore(
+      config.store?.type === "postgres"
+        ? { kind: "postgres", url: config.store.url ?? process.env[config.store.url_env ?? ""] ?? "" }
+        : { kind: "pglite", dataDir: config.store?.type === "embedded" ? config.store.dir : undefined },
+      log,
+    );
+    closers.push(() => store.close());
+    const approvals = new ApprovalService({ store, pendingTtlS: config.approvals?.pending_ttl_s, log });
+    await approvals.start();
+    closers.push(() => approvals.close());
+
+    if (extras.audit?.close) closers.push(extras.audit.close.bind(extras.audit));
+    const pipeline = new CommandPipeline(engine, {
+      audit: extras.audit,
+      approvals,
+      approvalTimeoutMs: (config.approvals?.wait_timeout_s ?? 300) * 1000,
+      log,
+    });
+
+    let postgres: Gateway["postgres"] = null;
+    const pgResources: PostgresResource[] = [];
+    for (const r of config.resources) {
+      if (r.kind !== "postgres") continue;
+      pgResources.push({
+        name: r.name,
+        labels: r.labels ?? {},
+        upstream: { ...r.upstream, password: await resolveCredential(r.credentials, r.name) },
+      });
+    }
+    const pgListen = config.listeners.postgres;
+    if (pgListen && pgResources.length > 0) {
+      const tls = pgListen.tls
+        ? { cert: await readFile(pgListen.tls.cert_file), key: await readFile(pgListen.tls.key_file) }
+        : undefined;
+      const listener = new PostgresListener({
+        host: pgListen.host ?? "127.0.0.1",
+        port: pgListen.port,
+        resources: pgResources,
+        pipeline,
+        auth: verifier,
+        tls,
+        allowCleartextToken: pgListen.allow_cleartext_token,
+        maxMessageBytes: pgListen.max_message_bytes,
+        log,
+      });
+      postgres = await listener.listen();
+      closers.push(() => listener.close());
+    }
+
+    return {
+      engine,
+      bundles,
+      verifier,
+      approvals,
+      store,
+      pipeline,
+      postgres,
+      devIssuer,
+      close: closeAll,
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}

@@ -1,0 +1,504 @@
+// One proxied client session after authentication: client messages are decided and forwarded in order,
+// upstream responses are streamed back (masked where the verdict says so) with backpressure both ways.
+//
+// Enforcement never fakes the server's state: to block a statement the proxy substitutes a statement that
+// fails on the server (a call of a function that does not exist), so error-skip in the extended protocol and
+// the failed-transaction state inside BEGIN … COMMIT are exactly PostgreSQL's own; the proxy only replaces the
+// resulting ErrorResponse with the policy's (SQLSTATE 42501 and the reason).
+import { randomBytes } from "node:crypto";
+import type { Socket } from "node:net";
+import type { MaskRule, Reason } from "../../decision/contract.js";
+import { errorText } from "../../decision/wasm-policy.js";
+import type { CommandPipeline, Outcome, SessionContext } from "../../pipeline/pipeline.js";
+import type { Logger } from "../../util/log.js";
+import { type AnalyzedStatement, analyzeSql } from "./analysis.js";
+import type { Catalog } from "./catalog.js";
+import { type Masker, planFor, planForColumns } from "./masking.js";
+import { type Columns, type Expectation, ExpectationQueue, type MaskContext } from "./responses.js";
+import {
+  B,
+  BK,
+  decodeBind,
+  decodeErrorFields,
+  decodeExecute,
+  decodeParse,
+  decodeQuery,
+  decodeRowDescription,
+  decodeTarget,
+  F,
+  FE,
+  type Frame,
+  FrameReader,
+  ProtocolError,
+  type TxStatus,
+} from "./wire.js";
+
+/** The function name whose "does not exist" error marks a statement the proxy blocked on purpose. */
+const BLOCK_MARKER = `pamgate_blocked_${randomBytes(6).toString("hex")}`;
+const BLOCK_SQL = `SELECT ${BLOCK_MARKER}()`;
+
+/** Pause reading from a side once this much is buffered and not yet processed. */
+const HIGH_WATER = 4 * 1024 * 1024;
+
+export interface SessionDeps {
+  pipeline: CommandPipeline;
+  catalog: Catalog;
+  masker: Masker;
+  log: Logger;
+  maxFrame: number;
+  /** Records the session transcript (JSON lines); optional. */
+  transcript?: (entry: Record<string, unknown>) => void;
+}
+
+interface PreparedStatement {
+  text: string;
+  analysis: ReturnType<typeof analyzeSql>;
+  columns: Columns | null;
+}
+
+export class ProxySession {
+  private readonly clientIn: FrameReader;
+  private readonly upstreamIn: FrameReader;
+  private readonly expect = new ExpectationQueue();
+  private readonly statements = new Map<string, PreparedStatement>();
+  private readonly portals = new Map<string, { statement: string; columns: Columns | null }>();
+  private tx: TxStatus = "I";
+  private injected = 0;
+  private clientBusy = false;
+  private upstreamBusy = false;
+  /** The plan for DataRows of the result set being streamed (simple protocol) or the current Execute. */
+  private resultPlan: ReturnType<typeof planFor> | null = null;
+  private copyOutPlan: ReturnType<typeof planFor> | null = null;
+  private closed = false;
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly client: Socket,
+    private readonly upstream: Socket,
+    private readonly ctx: SessionContext,
+    private readonly deps: SessionDeps,
+  ) {
+    this.clientIn = new FrameReader(deps.maxFrame);
+    this.clientIn.startup = false;
+    this.upstreamIn = new FrameReader(1 << 30);
+    this.upstreamIn.startup = false;
+  }
+
+  /** Starts proxying; `pending` holds client bytes already read past the authentication phase. */
+  start(pending?: Buffer): void {
+    this.client.on("data", (c: Buffer) => this.onClientData(c));
+    this.upstream.on("data", (c: Buffer) => this.onUpstreamData(c));
+    this.client.on("drain", () => this.upstream.resume());
+    this.upstream.on("drain", () => this.client.resume());
+    const end = (why: string) => () => this.close(why);
+    this.client.on("close", end("client closed the connection"));
+    this.upstream.on("close", end("database closed the connection"));
+    this.client.on("error", (err) => this.close(`client error: ${err.message}`));
+    this.upstream.on("error", (err) => this.close(`database error: ${err.message}`));
+    if (pending && pending.length > 0) this.onClientData(pending);
+  }
+
+  close(why: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    this.deps.log.info({ session: this.ctx.id }, `session ended: ${why}`);
+    this.deps.transcript?.({ event: "end", reason: why });
+    this.client.destroy();
+    this.upstream.destroy();
+  }
+
+  // --- client → upstream ------------------------------------------------------------------------------------------
+
+  private onClientData(chunk: Buffer): void {
+    this.clientIn.push(chunk);
+    if (!this.clientBusy) void this.pumpClient();
+  }
+
+  private async pumpClient(): Promise<void> {
+    this.clientBusy = true;
+    try {
+      for (;;) {
+        if (this.closed) return;
+        const frame = this.clientIn.next();
+        if (!frame) break;
+        await this.onClientFrame(frame);
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.fatal(err.sqlstate, err.message);
+      } else {
+        this.deps.log.error({ session: this.ctx.id, err: errorText(err) }, "session failed");
+        this.fatal("XX000", `pamgate internal error: ${errorText(err)}`);
+      }
+    } finally {
+      this.clientBusy = false;
+    }
+  }
+
+  private toUpstream(buf: Buffer): void {
+    if (!this.upstream.write(buf)) this.client.pause();
+  }
+
+  private async onClientFrame(frame: Frame): Promise<void> {
+    switch (frame.type) {
+      case F.query:
+        return this.onQuery(frame);
+      case F.parse:
+        return this.onParse(frame);
+      case F.bind: {
+        const { portal, statement } = decodeBind(frame);
+        this.portals.set(portal, { statement, columns: null });
+        this.expect.push({ kind: "bind" });
+        return this.toUpstream(frame.raw);
+      }
+      case F.describe: {
+        const { target, name } = decodeTarget(frame);
+        this.expect.push(
+          target === "S"
+            ? { kind: "describe-statement", statement: name }
+            : { kind: "describe-portal", portal: name, swallow: false, mask: null },
+        );
+        return this.toUpstream(frame.raw);
+      }
+      case F.execute:
+        return this.onExecute(frame);
+      case F.close: {
+        const { target, name } = decodeTarget(frame);
+        if (target === "S") this.statements.delete(name);
+        else this.portals.delete(name);
+        this.expect.push({ kind: "close" });
+        return this.toUpstream(frame.raw);
+      }
+      case F.sync:
+        this.expect.push({ kind: "sync" });
+        return this.toUpstream(frame.raw);
+      case F.flush:
+      case F.copyData:
+      case F.copyDone:
+      case F.copyFail:
+        return this.toUpstream(frame.raw);
+      case F.terminate:
+        this.upstream.end(frame.raw);
+        this.close("client terminated the session");
+        return;
+      case F.functionCall:
+        // The fast-path function call bypasses SQL (and so the parser and policy): never allowed.
+        return this.blockSimple([
+          {
+            code: "pg.function_call_protocol",
+            message:
+              "the fast-path function call protocol is not allowed through pamgate; call the function in SQL",
+          },
+        ]);
+      default:
+        throw new ProtocolError(
+          `unknown or unexpected message type '${String.fromCharCode(frame.type)}' (0x${frame.type.toString(16)})`,
+        );
+    }
+  }
+
+  private async onQuery(frame: Frame): Promise<void> {
+    const sql = decodeQuery(frame);
+    const analysis = analyzeSql(sql);
+    if (!analysis.ok)
+      return this.blockSimple(
+        [{ code: "pg.parse_error", message: `pamgate cannot parse the statement: ${analysis.error}` }],
+        "42601",
+      );
+    const masks: MaskRule[] = [];
+    let copyPlan: MaskContext["copyPlan"];
+    for (const stmt of analysis.statements) {
+      const out = await this.decide(stmt);
+      if (out.action === "block")
+        return this.blockSimple(out.reasons, out.fatal ? "28000" : "42501", out.fatal);
+      if (out.action === "mask") {
+        const unsafe = await this.maskProblem(stmt, out.mask);
+        if (unsafe) return this.blockSimple([unsafe]);
+        masks.push(...out.mask);
+        if (stmt.command.statement === "copy") copyPlan = await this.copyPlanFor(stmt, out.mask);
+      }
+    }
+    const mask = masks.length > 0 ? { masks, plan: null, copyPlan } : null;
+    this.expect.push({ kind: "query", mask });
+    this.toUpstream(frame.raw);
+  }
+
+  private onParse(frame: Frame): void {
+    const { name, query } = decodeParse(frame);
+    const analysis = analyzeSql(query);
+    this.statements.set(name, { text: query, analysis, columns: null });
+    if (!analysis.ok) {
+      return this.blockExtended(
+        [{ code: "pg.parse_error", message: `pamgate cannot parse the statement: ${analysis.error}` }],
+        "42601",
+      );
+    }
+    this.expect.push({ kind: "parse" });
+    this.toUpstream(frame.raw);
+  }
+
+  private async onExecute(frame: Frame): Promise<void> {
+    const { portal } = decodeExecute(frame);
+    const p = this.portals.get(portal);
+    const stmt = p ? this.statements.get(p.statement) : undefined;
+    if (!stmt || !stmt.analysis.ok) {
+      return this.blockExtended([
+        {
+          code: "pg.unknown_portal",
+          message: `portal "${portal}" was not prepared through pamgate, so it cannot be checked`,
+        },
+      ]);
+    }
+    const masks: MaskRule[] = [];
+    for (const s of stmt.analysis.statements) {
+      const out = await this.decide(s);
+      if (out.action === "block")
+        return this.blockExtended(out.reasons, out.fatal ? "28000" : "42501", out.fatal);
+      if (out.action === "mask") {
+        const unsafe = await this.maskProblem(s, out.mask);
+        if (unsafe) return this.blockExtended([unsafe]);
+        masks.push(...out.mask);
+      }
+    }
+    if (masks.length > 0) {
+      // Learn the portal's columns (with the client's result formats) right before it runs, unseen by the client.
+      const mask: MaskContext = { masks, plan: null };
+      this.expect.push({ kind: "describe-portal", portal, swallow: true, mask });
+      this.toUpstream(FE.describePortal(portal));
+      this.expect.push({ kind: "execute", mask });
+    } else {
+      this.expect.push({ kind: "execute", mask: null });
+    }
+    this.toUpstream(frame.raw);
+  }
+
+  /** Runs one statement through the pipeline; tells the user when it waits for an approval. */
+  private async decide(stmt: AnalyzedStatement): Promise<Outcome> {
+    const out = await this.deps.pipeline.decide(
+      this.ctx,
+      { command: stmt.command, text: stmt.text, fingerprint: String(stmt.command.fingerprint ?? "") },
+      {
+        signal: this.abort.signal,
+        onHold: (id, verdict) => {
+          const why = verdict.reasons.map((r) => r.message).join("; ");
+          const who = verdict.approval
+            ? ` by ${verdict.approval.min_approvals} of [${verdict.approval.groups.join(", ")}]`
+            : "";
+          this.client.write(
+            B.noticeResponse({
+              code: "01000",
+              message: `pamgate: waiting for approval ${id}${who}: ${why}`,
+              hint: `an approver runs: pamgate approvals approve ${id}`,
+            }),
+          );
+        },
+      },
+    );
+    this.deps.transcript?.({
+      event: "statement",
+      decision_id: out.decision.decision_id,
+      action: out.action,
+      statement: stmt.command.statement,
+      fingerprint: stmt.command.fingerprint,
+      reasons: out.reasons.map((r) => r.code),
+      approval_id: out.approvalId,
+    });
+    return out;
+  }
+
+  /**
+   * Masking rewrites values of columns the server names in RowDescription. A masked column that is output
+   * through an expression (upper(ssn), row_to_json(t.*)) has no such origin, so it cannot be masked: block it.
+   */
+  private async maskProblem(stmt: AnalyzedStatement, masks: MaskRule[]): Promise<Reason | null> {
+    const names = new Set(masks.map((m) => m.field.split(".").pop() as string));
+    const computed = stmt.masking.computed;
+    const leak = computed.find(
+      (c) => c === "*" || c.endsWith(".*") || names.has(c.split(".").pop() as string),
+    );
+    if (leak) {
+      return {
+        code: "pg.mask_unsafe",
+        message: `${leak} is output through an expression, where masked columns (${[...names].join(", ")}) cannot be masked; select the column itself`,
+      };
+    }
+    const copy = stmt.command.copy as { direction?: string; query?: boolean; format?: string } | undefined;
+    if (
+      stmt.command.statement === "copy" &&
+      copy?.direction === "to" &&
+      (copy.query || copy.format !== "text")
+    ) {
+      return {
+        code: "pg.mask_unsupported",
+        message: "masked columns can be copied out only as COPY table [(columns)] TO STDOUT in text format",
+      };
+    }
+    return null;
+  }
+
+  private async copyPlanFor(stmt: AnalyzedStatement, masks: MaskRule[]): Promise<MaskContext["copyPlan"]> {
+    const copy = stmt.command.copy as { direction?: string; table?: string; columns?: string[] } | undefined;
+    if (copy?.direction !== "to" || !copy.table) return undefined;
+    const all = await this.deps.catalog.tableColumns(copy.table);
+    const columns = copy.columns?.length ? copy.columns.map((c) => `${copy.table}.${c}`) : all;
+    return planForColumns(columns, masks);
+  }
+
+  /** Blocks a simple-protocol message: the server runs a failing statement, the client sees the policy's error. */
+  private blockSimple(reasons: Reason[], sqlstate = "42501", fatal = false): void {
+    if (fatal) return this.fatal(sqlstate, reasons.map((r) => r.message).join("; "));
+    this.expect.push({ kind: "blocked", reasons, sqlstate, simple: true });
+    this.toUpstream(FE.query(BLOCK_SQL));
+  }
+
+  /** Blocks an extended-protocol message: a failing Parse takes its place, then the server skips to Sync. */
+  private blockExtended(reasons: Reason[], sqlstate = "42501", fatal = false): void {
+    if (fatal) return this.fatal(sqlstate, reasons.map((r) => r.message).join("; "));
+    this.expect.push({ kind: "blocked", reasons, sqlstate, simple: false });
+    this.toUpstream(FE.parse(`pamgate_blocked_${++this.injected}`, BLOCK_SQL));
+  }
+
+  private fatal(sqlstate: string, message: string): void {
+    if (this.closed) return;
+    this.client.end(B.errorResponse({ severity: "FATAL", code: sqlstate, message }));
+    this.close(message);
+  }
+
+  // --- upstream → client ------------------------------------------------------------------------------------------
+
+  private onUpstreamData(chunk: Buffer): void {
+    this.upstreamIn.push(chunk);
+    if (!this.upstreamBusy) void this.pumpUpstream();
+  }
+
+  private async pumpUpstream(): Promise<void> {
+    this.upstreamBusy = true;
+    this.client.cork();
+    try {
+      for (;;) {
+        if (this.closed) return;
+        const frame = this.upstreamIn.next();
+        if (!frame) break;
+        const out = this.onUpstreamFrame(frame);
+        const buf = out instanceof Promise ? await out : out;
+        if (buf && !this.client.write(buf)) this.upstream.pause();
+      }
+    } catch (err) {
+      this.deps.log.error({ session: this.ctx.id, err: errorText(err) }, "response processing failed");
+      this.fatal("XX000", `pamgate could not process the server's response: ${errorText(err)}`);
+    } finally {
+      this.client.uncork();
+      this.upstreamBusy = false;
+    }
+  }
+
+  /** Returns what to send to the client for one upstream frame (null: nothing). */
+  private onUpstreamFrame(frame: Frame): Buffer | null | Promise<Buffer | null> {
+    const head = this.expect.peek();
+    switch (frame.type) {
+      case BK.dataRow:
+        return this.resultPlan ? this.deps.masker.maskDataRow(frame.raw, this.resultPlan) : frame.raw;
+      case BK.copyData:
+        return this.copyOutPlan ? this.deps.masker.maskCopyText(frame.raw, this.copyOutPlan) : frame.raw;
+      case BK.notice:
+      case BK.notification:
+      case BK.parameterStatus:
+        return frame.raw;
+      case BK.readyForQuery:
+        this.tx = String.fromCharCode(frame.raw[5] as number) as TxStatus;
+        this.resultPlan = null;
+        this.copyOutPlan = null;
+        if (head && (head.kind === "sync" || head.kind === "query" || head.kind === "blocked"))
+          this.expect.shift();
+        return frame.raw;
+      case BK.errorResponse:
+        return this.onError(frame, head);
+      case BK.parseComplete:
+      case BK.bindComplete:
+      case BK.closeComplete:
+        this.expect.shift();
+        return frame.raw;
+      case BK.parameterDescription:
+        return frame.raw;
+      case BK.rowDescription:
+        return this.onRowDescription(frame, head);
+      case BK.noData:
+        if (head?.kind === "describe-statement" || head?.kind === "describe-portal") {
+          this.expect.shift();
+          if (head.kind === "describe-portal" && head.swallow) return null;
+        }
+        return frame.raw;
+      case BK.commandComplete:
+      case BK.emptyQuery:
+      case BK.portalSuspended:
+        this.resultPlan = null;
+        this.copyOutPlan = null;
+        if (head?.kind === "execute") this.expect.shift();
+        return frame.raw;
+      case BK.copyOut:
+        if ((head?.kind === "query" || head?.kind === "execute") && head.mask?.copyPlan) {
+          this.copyOutPlan = head.mask.copyPlan;
+        }
+        return frame.raw;
+      default:
+        return frame.raw;
+    }
+  }
+
+  private onError(frame: Frame, head: Expectation | undefined): Buffer {
+    this.resultPlan = null;
+    this.copyOutPlan = null;
+    if (head?.kind === "blocked" && decodeErrorFields(frame).M?.includes(BLOCK_MARKER)) {
+      if (!head.simple) {
+        this.expect.shift();
+        this.expect.skipToSync();
+      }
+      // simple: the blocked expectation stays until its ReadyForQuery.
+      return B.errorResponse({
+        code: head.sqlstate,
+        message: head.reasons.map((r) => r.message).join("; "),
+        detail: `pamgate policy: ${head.reasons.map((r) => r.code).join(", ")}`,
+      });
+    }
+    if (head && head.kind !== "query" && head.kind !== "blocked") {
+      this.expect.shift();
+      this.expect.skipToSync();
+    }
+    return frame.raw;
+  }
+
+  private onRowDescription(
+    frame: Frame,
+    head: Expectation | undefined,
+  ): Buffer | null | Promise<Buffer | null> {
+    const describeOf = head?.kind === "describe-statement" || head?.kind === "describe-portal";
+    if (describeOf) this.expect.shift();
+    if (head?.kind === "describe-statement") {
+      const s = this.statements.get(head.statement);
+      if (s) s.columns = decodeRowDescription(frame);
+      return frame.raw;
+    }
+    const mask = head?.kind === "describe-portal" || head?.kind === "query" ? head.mask : null;
+    if (!mask) return frame.raw;
+    return this.planMask(frame, mask).then(() => {
+      if (head?.kind === "query") this.resultPlan = mask.plan;
+      if (head?.kind === "describe-portal") {
+        // The following Execute streams DataRows under this plan.
+        this.resultPlan = mask.plan;
+        if (head.swallow) return null;
+      }
+      return frame.raw;
+    });
+  }
+
+  private async planMask(frame: Frame, mask: MaskContext): Promise<void> {
+    const fields = decodeRowDescription(frame);
+    const origins = await this.deps.catalog.origins(fields);
+    mask.plan = planFor(fields, origins, mask.masks);
+  }
+
+  get transactionStatus(): TxStatus {
+    return this.tx;
+  }
+}
