@@ -65,6 +65,7 @@ export class ProxySession {
   private tx: TxStatus = "I";
   private injected = 0;
   private clientBusy = false;
+  private backlogPaused = false;
   private upstreamBusy = false;
   /** The plan for DataRows of the result set being streamed (simple protocol) or the current Execute. */
   private resultPlan: ReturnType<typeof planFor> | null = null;
@@ -112,6 +113,11 @@ export class ProxySession {
 
   private onClientData(chunk: Buffer): void {
     this.clientIn.push(chunk);
+    // While a statement waits (for the audit record, an approval), stop reading once enough has piled up.
+    if (this.clientIn.bufferedBytes > HIGH_WATER && !this.backlogPaused) {
+      this.backlogPaused = true;
+      this.client.pause();
+    }
     if (!this.clientBusy) void this.pumpClient();
   }
 
@@ -133,6 +139,10 @@ export class ProxySession {
       }
     } finally {
       this.clientBusy = false;
+      if (this.backlogPaused && !this.closed && this.clientIn.bufferedBytes <= HIGH_WATER) {
+        this.backlogPaused = false;
+        this.client.resume();
+      }
     }
   }
 
@@ -229,10 +239,11 @@ export class ProxySession {
     const analysis = analyzeSql(query);
     this.statements.set(name, { text: query, analysis, columns: null });
     if (!analysis.ok) {
-      return this.blockExtended(
+      this.blockExtended(
         [{ code: "pg.parse_error", message: `pamgate cannot parse the statement: ${analysis.error}` }],
         "42601",
       );
+      return;
     }
     this.expect.push({ kind: "parse" });
     this.toUpstream(frame.raw);
@@ -242,7 +253,7 @@ export class ProxySession {
     const { portal } = decodeExecute(frame);
     const p = this.portals.get(portal);
     const stmt = p ? this.statements.get(p.statement) : undefined;
-    if (!stmt || !stmt.analysis.ok) {
+    if (!stmt?.analysis.ok) {
       return this.blockExtended([
         {
           code: "pg.unknown_portal",
@@ -347,14 +358,20 @@ export class ProxySession {
 
   /** Blocks a simple-protocol message: the server runs a failing statement, the client sees the policy's error. */
   private blockSimple(reasons: Reason[], sqlstate = "42501", fatal = false): void {
-    if (fatal) return this.fatal(sqlstate, reasons.map((r) => r.message).join("; "));
+    if (fatal) {
+      this.fatal(sqlstate, reasons.map((r) => r.message).join("; "));
+      return;
+    }
     this.expect.push({ kind: "blocked", reasons, sqlstate, simple: true });
     this.toUpstream(FE.query(BLOCK_SQL));
   }
 
   /** Blocks an extended-protocol message: a failing Parse takes its place, then the server skips to Sync. */
   private blockExtended(reasons: Reason[], sqlstate = "42501", fatal = false): void {
-    if (fatal) return this.fatal(sqlstate, reasons.map((r) => r.message).join("; "));
+    if (fatal) {
+      this.fatal(sqlstate, reasons.map((r) => r.message).join("; "));
+      return;
+    }
     this.expect.push({ kind: "blocked", reasons, sqlstate, simple: false });
     this.toUpstream(FE.parse(`pamgate_blocked_${++this.injected}`, BLOCK_SQL));
   }

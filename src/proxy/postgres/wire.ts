@@ -71,6 +71,10 @@ export class FrameReader {
     return { type, raw, body: this.startup ? 4 : 5 };
   }
 
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
   /** Hands over whatever is buffered (bytes read past the last frame) and empties the reader. */
   drain(): Buffer {
     const out = Buffer.concat(this.chunks);
