@@ -6,12 +6,14 @@ import { bundleCommand } from "./bundle.js";
 import { demoCommand } from "./demo.js";
 import { evalCommand } from "./eval.js";
 import { policyCommand } from "./policy.js";
+import { runCommand } from "./run.js";
 import { samplesCommand } from "./samples.js";
 
 const USAGE = `usage: pamgate <command> [options]
 
 commands:
   demo                         run the gateway on embedded defaults and print psql commands to try (npm start)
+  run --config FILE            run the gateway from a YAML configuration (see examples/gateway.yaml)
   samples                      build the example bundle and show verdicts for sample commands (no gateway)
   eval --input FILE [--bundle PATH]
                                evaluate one policy input and print the decision
@@ -28,6 +30,7 @@ commands:
 const commands: Record<string, (argv: string[]) => Promise<number>> = {
   demo: demoCommand,
   samples: samplesCommand,
+  run: runCommand,
   eval: evalCommand,
   bundle: bundleCommand,
   policy: policyCommand,

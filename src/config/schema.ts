@@ -72,6 +72,7 @@ export interface GatewayConfig {
     pending_ttl_s?: number;
     approver_groups?: string[];
     admin_groups?: string[];
+    webhook?: { url?: string; url_env?: string; headers?: Record<string, string>; max_attempts?: number };
   };
 }
 
@@ -233,6 +234,16 @@ export const configSchema: JSONSchemaType<unknown> | Record<string, unknown> = {
         pending_ttl_s: { type: "integer", minimum: 1 },
         approver_groups: { type: "array", items: str },
         admin_groups: { type: "array", items: str },
+        webhook: {
+          type: "object",
+          additionalProperties: false,
+          properties: {
+            url: str,
+            url_env: str,
+            headers: { type: "object", additionalProperties: { type: "string" } },
+            max_attempts: { type: "integer", minimum: 1, maximum: 20 },
+          },
+        },
       },
     },
   },

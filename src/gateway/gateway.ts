@@ -2,7 +2,8 @@
 // approvals, audit trail, the command pipeline, and the protocol listeners. Each part is built by its own
 // module; this file only wires them and owns their shutdown order.
 import { readFile } from "node:fs/promises";
-import { ApprovalService } from "../approvals/service.js";
+import { buildApi, ObservableApprovalService } from "../api/index.js";
+import type { ApprovalService } from "../approvals/service.js";
 import { BundleManager } from "../bundles/manager.js";
 import { resolveCredential } from "../config/load.js";
 import type { GatewayConfig } from "../config/schema.js";
@@ -36,6 +37,7 @@ export interface Gateway {
   store: Store;
   pipeline: CommandPipeline;
   postgres: { host: string; port: number } | null;
+  api: { host: string; port: number } | null;
   devIssuer: DevIssuer | null;
   close(): Promise<void>;
 }
@@ -65,6 +67,16 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
       await c().catch((err) => log.warn({ err: String(err) }, "shutdown step failed"));
   };
   try {
+    // Credentials first: a missing secret is a configuration error, reported before anything starts.
+    const pgResources: PostgresResource[] = [];
+    for (const r of config.resources) {
+      if (r.kind !== "postgres") continue;
+      pgResources.push({
+        name: r.name,
+        labels: r.labels ?? {},
+        upstream: { ...r.upstream, password: await resolveCredential(r.credentials, r.name) },
+      });
+    }
     const engine = new DecisionEngine();
     const verification = config.policy.verification
       ? {
@@ -108,7 +120,11 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
       log,
     );
     closers.push(() => store.close());
-    const approvals = new ApprovalService({ store, pendingTtlS: config.approvals?.pending_ttl_s, log });
+    const approvals = new ObservableApprovalService({
+      store,
+      pendingTtlS: config.approvals?.pending_ttl_s,
+      log,
+    });
     await approvals.start();
     closers.push(() => approvals.close());
 
@@ -121,15 +137,6 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
     });
 
     let postgres: Gateway["postgres"] = null;
-    const pgResources: PostgresResource[] = [];
-    for (const r of config.resources) {
-      if (r.kind !== "postgres") continue;
-      pgResources.push({
-        name: r.name,
-        labels: r.labels ?? {},
-        upstream: { ...r.upstream, password: await resolveCredential(r.credentials, r.name) },
-      });
-    }
     const pgListen = config.listeners.postgres;
     if (pgListen && pgResources.length > 0) {
       const tls = pgListen.tls
@@ -150,6 +157,30 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
       closers.push(() => listener.close());
     }
 
+    let api: Gateway["api"] = null;
+    if (config.listeners.api) {
+      const hook = config.approvals?.webhook;
+      const hookUrl = hook?.url ?? (hook?.url_env ? process.env[hook.url_env] : undefined);
+      const app = buildApi({
+        verifier,
+        approvals,
+        engine,
+        store,
+        log,
+        adminGroups: config.approvals?.admin_groups ?? [],
+        approverGroups: config.approvals?.approver_groups,
+        webhook: hookUrl
+          ? { url: hookUrl, headers: hook?.headers, maxAttempts: hook?.max_attempts }
+          : undefined,
+      });
+      const host = config.listeners.api.host ?? "127.0.0.1";
+      await app.listen({ host, port: config.listeners.api.port });
+      const addr = app.server.address() as { port: number };
+      api = { host, port: addr.port };
+      // Closed before the approval service and the store it reads (closers run in reverse).
+      closers.push(() => app.close());
+    }
+
     return {
       engine,
       bundles,
@@ -158,6 +189,7 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
       store,
       pipeline,
       postgres,
+      api,
       devIssuer,
       close: closeAll,
     };
