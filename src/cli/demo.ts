@@ -19,6 +19,7 @@ export const DEMO_USERS = {
 export async function demoCommand(argv: string[]): Promise<number> {
   const { values } = parse("demo", argv, {
     port: { type: "string", default: process.env.PAMGATE_PG_PORT ?? "6432" },
+    "api-port": { type: "string", default: process.env.PAMGATE_API_PORT ?? "8181" },
     "data-dir": { type: "string", default: ".pamgate" },
   });
   const dataDir = resolve(values["data-dir"]);
@@ -26,7 +27,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const log = createLogger(process.env.PAMGATE_LOG_LEVEL ?? "warn");
   const db = await startEmbeddedDatabase();
   const config: GatewayConfig = {
-    listeners: { postgres: { host: "127.0.0.1", port: Number(values.port) } },
+    listeners: {
+      postgres: { host: "127.0.0.1", port: Number(values.port) },
+      api: { host: "127.0.0.1", port: Number(values["api-port"]) },
+    },
     policy: { policies: packagePath("policies") },
     identity: { dev_issuer: {} },
     resources: [
@@ -59,6 +63,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     "pamgate is running on embedded DEVELOPMENT defaults (loopback only; tokens from a development issuer).",
     `  PostgreSQL gateway  127.0.0.1:${port}   resource "orders-db" (env=production), an embedded demo database`,
     `  policy              ${packagePath("policies")} (rebuilt with opa on every save; revision ${gw.engine.revision})`,
+    `  control-plane API   http://127.0.0.1:${gw.api?.port}  (approvals, /metrics, /openapi.json)`,
     `  identity            ${issuer.issuer} (development issuer)`,
     "",
     "Tokens (8 h) — paste these into your shell:",
@@ -77,7 +82,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     `${psql("CIBOT", "UPDATE orders SET status = 'paid' WHERE id = 42")}  # block: machines only read`,
     "",
     "While Alice's ALTER TABLE waits, Bob approves it from another shell (the id is in the NOTICE):",
-    `  node ${packagePath("bin", "pamgate.js")} approvals approve <id> --store ${join(dataDir, "store")} --token "$BOB"`,
+    `  PAMGATE_API=http://127.0.0.1:${gw.api?.port} PAMGATE_TOKEN="$BOB" node ${packagePath("bin", "pamgate.js")} approvals approve <id>`,
     "",
     "Press Ctrl-C to stop.",
   ];
