@@ -31,6 +31,8 @@ export interface IssuerEntry {
   groups_claim?: string;
   algorithms?: string[];
   leeway_seconds?: number;
+  /** Accept an http:// issuer; honoured only for loopback issuers (local development and benchmarks). */
+  allow_insecure_http?: boolean;
 }
 
 export interface AuditSinkConfig {
@@ -146,6 +148,7 @@ export const configSchema: JSONSchemaType<unknown> | Record<string, unknown> = {
               groups_claim: str,
               algorithms: { type: "array", items: str },
               leeway_seconds: { type: "integer", minimum: 0, maximum: 300 },
+              allow_insecure_http: { type: "boolean" },
             },
           },
         },

@@ -49,6 +49,7 @@ function issuerConfigs(config: GatewayConfig): IssuerConfig[] {
     groupsClaim: i.groups_claim ?? config.identity.groups_claim,
     algorithms: i.algorithms,
     leewaySeconds: i.leeway_seconds,
+    allowInsecureHttp: i.allow_insecure_http,
   }));
 }
 

@@ -1,0 +1,256 @@
+// npm run bench:postgres — pgbench select-only, same duration and clients, in one run against:
+//   (a) PostgreSQL directly, (b) pgbouncer (transaction pooling), (c) pamgate with policy and audit on every
+//   statement (a separate `pamgate run` process, so its RSS is its own);
+// then a masking run (SELECT of 1,000,000 rows × 5 columns, 2 masked) through pamgate vs direct, and the
+// resident memory of pamgate holding 1,000 idle sessions. Prints one JSON line.
+// Targets (issue 5): pamgate ≥ 75 % of direct TPS and ≥ 90 % of pgbouncer's; masked bulk read ≤ 1.5× direct;
+// 1,000 idle sessions ≤ 300 MB RSS.
+import { type ChildProcess, spawn } from "node:child_process";
+import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { startDevIssuer } from "../src/identity/dev-issuer.js";
+import { packagePath } from "../src/util/tools.js";
+import { run } from "../test/helpers/gateway.js";
+import { freePort, startPostgres } from "../test/helpers/postgres.js";
+
+const DURATION_S = Number(process.env.BENCH_SECONDS ?? 15);
+const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 8);
+const SCALE = Number(process.env.BENCH_SCALE ?? 10);
+const MASK_ROWS = Number(process.env.BENCH_MASK_ROWS ?? 1_000_000);
+const IDLE_SESSIONS = Number(process.env.BENCH_IDLE ?? 1000);
+
+function waitForPort(port: number, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const s = connect({ host: "127.0.0.1", port }, () => {
+        s.destroy();
+        resolve();
+      });
+      s.on("error", () => {
+        s.destroy();
+        if (Date.now() > deadline) reject(new Error(`port ${port} did not open`));
+        else setTimeout(attempt, 100);
+      });
+    };
+    attempt();
+  });
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+/** Runs pgbench -S and returns TPS and the p99 latency from its per-transaction log. */
+async function pgbench(bin: string, url: string, label: string, dir: string) {
+  const prefix = join(dir, `log-${label}`);
+  const r = await run(`${bin}/pgbench`, [
+    "-S",
+    "-n",
+    "-T",
+    String(DURATION_S),
+    "-c",
+    String(CLIENTS),
+    "-j",
+    "2",
+    "-l",
+    "--log-prefix",
+    prefix,
+    url,
+  ]);
+  if (r.code !== 0) throw new Error(`pgbench against ${label} failed: ${r.stderr}`);
+  const tps = Number(/tps = ([\d.]+)/.exec(r.stdout)?.[1] ?? 0);
+  const failed = Number(/number of failed transactions: (\d+)/.exec(r.stdout)?.[1] ?? 0);
+  const latencies: number[] = [];
+  for (const f of readdirSync(dir).filter((n) => n.startsWith(`log-${label}`))) {
+    for (const line of readFileSync(join(dir, f), "utf8").split("\n")) {
+      const us = Number(line.split(" ")[2]);
+      if (Number.isFinite(us) && line) latencies.push(us);
+    }
+  }
+  latencies.sort((a, b) => a - b);
+  return {
+    tps: Math.round(tps),
+    p99_ms: +(percentile(latencies, 99) / 1000).toFixed(3),
+    transactions: latencies.length,
+    failed,
+  };
+}
+
+async function startPgbouncer(dir: string, db: { host: string; port: number; user: string; password: string; database: string }) {
+  const port = await freePort();
+  const ini = join(dir, "pgbouncer.ini");
+  const users = join(dir, "userlist.txt");
+  writeFileSync(users, `"${db.user}" "${db.password}"\n`);
+  writeFileSync(
+    ini,
+    [
+      "[databases]",
+      `${db.database} = host=${db.host} port=${db.port} dbname=${db.database}`,
+      "[pgbouncer]",
+      "listen_addr = 127.0.0.1",
+      `listen_port = ${port}`,
+      "auth_type = scram-sha-256",
+      `auth_file = ${users}`,
+      "pool_mode = transaction",
+      "max_client_conn = 2000",
+      `default_pool_size = ${CLIENTS}`,
+      `unix_socket_dir = ${dir}`,
+      `logfile = ${join(dir, "pgbouncer.log")}`,
+      "",
+    ].join("\n"),
+  );
+  // pgbouncer will not run as root; run it as the postgres system user when we are root.
+  const ids = process.getuid?.() === 0 ? { uid: pgUid("u"), gid: pgUid("g") } : {};
+  if (process.getuid?.() === 0) for (const f of [dir, ini, users]) chownSync(f, ids.uid as number, ids.gid as number);
+  const proc = spawn("/usr/sbin/pgbouncer", [ini], { stdio: ["ignore", "ignore", "pipe"], ...ids });
+  await waitForPort(port);
+  return { port, proc };
+}
+
+function pgUid(kind: "u" | "g"): number {
+  return Number(readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("postgres:"))?.split(":")[kind === "u" ? 2 : 3]);
+}
+
+function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return +(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024).toFixed(1);
+}
+
+async function timeQuery(url: string, sql: string): Promise<{ seconds: number; bytes: number }> {
+  const start = performance.now();
+  const r = await run("psql", [url, "-X", "-A", "-t", "-q", "-o", "/dev/null", "-c", sql]);
+  if (r.code !== 0) throw new Error(`query failed: ${r.stderr}`);
+  return { seconds: +((performance.now() - start) / 1000).toFixed(3), bytes: 0 };
+}
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), "pamgate-bench-pg-"));
+  const cleanups: Array<() => Promise<void> | void> = [() => rmSync(dir, { recursive: true, force: true })];
+  let gateway: ChildProcess | null = null;
+  try {
+    const db = await startPostgres({ config: [`max_connections = ${IDLE_SESSIONS + 100}`] });
+    cleanups.push(() => db.stop());
+    const init = await run(`${db.bin}/pgbench`, ["-i", "-q", "-s", String(SCALE), db.url]);
+    if (init.code !== 0) throw new Error(init.stderr);
+    const setup = new pg.Client({ connectionString: db.url });
+    await setup.connect();
+    await setup.query(`CREATE TABLE bench_people AS
+      SELECT g AS id, 'name ' || g AS name, lpad(g::text, 9, '0') AS ssn, 'user' || g || '@example.com' AS email, 'city ' || (g % 100) AS city
+        FROM generate_series(1, ${MASK_ROWS}) g`);
+    await setup.query("VACUUM ANALYZE bench_people");
+    await setup.end();
+
+    const bouncerDir = mkdtempSync(join(tmpdir(), "pamgate-bench-bouncer-"));
+    cleanups.push(() => rmSync(bouncerDir, { recursive: true, force: true }));
+    const bouncer = await startPgbouncer(bouncerDir, db);
+    cleanups.push(() => {
+      bouncer.proc.kill();
+    });
+
+    const issuer = await startDevIssuer({ users: { alice: { groups: ["engineering"] } }, accessTokenTtlSeconds: 3600 });
+    cleanups.push(() => issuer.stop());
+    const pgPort = await freePort();
+    const { buildBundle } = await import("../src/bundles/build.js");
+    const bundle = join(dir, "bundle.tar.gz");
+    const { revision } = await buildBundle({ policies: packagePath("policies"), output: bundle });
+    const ic = issuer.issuerConfig();
+    const config = {
+      listeners: { postgres: { host: "127.0.0.1", port: pgPort } },
+      policy: { bundle },
+      identity: { issuers: [{ issuer: ic.issuer, audience: ic.audience, allow_insecure_http: true }] },
+      resources: [
+        {
+          name: "bench",
+          kind: "postgres",
+          labels: { env: "staging" },
+          upstream: { host: db.host, port: db.port, database: db.database, user: db.user },
+          credentials: { password_env: "BENCH_DB_PASSWORD" },
+        },
+      ],
+      store: { type: "embedded", dir: join(dir, "store") },
+      audit: { dir: join(dir, "audit") },
+    };
+    writeFileSync(join(dir, "gateway.yaml"), JSON.stringify(config));
+    gateway = spawn(process.execPath, [packagePath("bin", "pamgate.js"), "run", "--config", join(dir, "gateway.yaml")], {
+      env: { ...process.env, BENCH_DB_PASSWORD: db.password, PAMGATE_LOG_LEVEL: "warn" },
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+    const gw = gateway;
+    cleanups.push(() => {
+      gw.kill("SIGTERM");
+    });
+    await waitForPort(pgPort, 120_000);
+    const token = await issuer.tokenFor("alice");
+    const viaGateway = `postgres://alice:${encodeURIComponent(token)}@127.0.0.1:${pgPort}/bench?sslmode=disable`;
+    const viaBouncer = `postgres://${db.user}:${encodeURIComponent(db.password)}@127.0.0.1:${bouncer.port}/${db.database}`;
+
+    // Warm up every path once (JIT, caches), then measure side by side.
+    for (const u of [db.url, viaBouncer, viaGateway]) await run(`${db.bin}/pgbench`, ["-S", "-n", "-T", "2", "-c", "2", u]);
+    const direct = await pgbench(db.bin, db.url, "direct", dir);
+    const pgbouncer = await pgbench(db.bin, viaBouncer, "pgbouncer", dir);
+    const pamgate = await pgbench(db.bin, viaGateway, "pamgate", dir);
+
+    const maskSql = "SELECT id, name, ssn, email, city FROM bench_people";
+    await timeQuery(db.url, maskSql);
+    const maskDirect = await timeQuery(db.url, maskSql);
+    const maskGateway = await timeQuery(viaGateway, maskSql);
+    // Check that it really was masked.
+    const check = await run("psql", [viaGateway, "-X", "-A", "-t", "-c", "SELECT ssn, email FROM bench_people WHERE id = 1"]);
+    const maskedOk = /^\*+0001\|h:[0-9a-f]{16}$/.test(check.stdout.trim());
+
+    // 1,000 idle sessions.
+    const rssBefore = rssMb(gw.pid as number);
+    const clients: pg.Client[] = [];
+    for (let i = 0; i < IDLE_SESSIONS; i += 50) {
+      const batch = Array.from({ length: Math.min(50, IDLE_SESSIONS - i) }, async () => {
+        const c = new pg.Client({ connectionString: viaGateway });
+        c.on("error", () => {});
+        await c.connect();
+        clients.push(c);
+      });
+      await Promise.all(batch);
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+    const rssIdle = rssMb(gw.pid as number);
+    await Promise.all(clients.map((c) => c.end().catch(() => {})));
+
+    const result = {
+      bench: "postgres",
+      revision,
+      duration_s: DURATION_S,
+      clients: CLIENTS,
+      scale: SCALE,
+      direct,
+      pgbouncer,
+      pamgate,
+      pamgate_over_direct_tps: +(pamgate.tps / direct.tps).toFixed(3),
+      pamgate_over_pgbouncer_tps: +(pamgate.tps / pgbouncer.tps).toFixed(3),
+      masking: {
+        rows: MASK_ROWS,
+        columns: 5,
+        masked_columns: 2,
+        direct_s: maskDirect.seconds,
+        pamgate_s: maskGateway.seconds,
+        ratio: +(maskGateway.seconds / maskDirect.seconds).toFixed(3),
+        verified_masked: maskedOk,
+      },
+      idle_sessions: { sessions: IDLE_SESSIONS, rss_mb_before: rssBefore, rss_mb: rssIdle },
+      targets: {
+        tps_ge_75pct_direct: pamgate.tps >= 0.75 * direct.tps,
+        tps_ge_90pct_pgbouncer: pamgate.tps >= 0.9 * pgbouncer.tps,
+        masked_read_le_1_5x: maskGateway.seconds <= 1.5 * maskDirect.seconds,
+        idle_rss_le_300mb: rssIdle <= 300,
+      },
+    };
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  } finally {
+    for (const c of cleanups.reverse()) await c();
+  }
+}
+
+await main();
+process.exit(0);
