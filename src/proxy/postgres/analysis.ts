@@ -1,0 +1,306 @@
+// Statement analysis for the PostgreSQL gateway: SQL text → one policy `command` per statement
+// (docs/policy-contract.md, "command for postgres"), with the real PostgreSQL 18 parser (libpg-query, wasm).
+//
+//   await initAnalyzer();                 // once, at start: loads the parser
+//   const a = analyzeSql(sql);            // synchronous, cached by the exact text
+//   if (!a.ok) → ErrorResponse (a.error, a.position); nothing is forwarded
+//   for (const s of a.statements) decide(s.command) … s.text, s.masking are for the proxy only
+//
+// What the parser rejects is never analyzed further: `ok: false` with the parser's message and position. So is
+// what must not reach the parser: text with a NUL character (the parser would silently stop there and analyze
+// only the part before it), text that is not well-formed UTF-16, text longer than the configured limit, and
+// statements nested so deeply that serializing their parse tree would overflow the stack inside the wasm
+// module (see analysis/guard.ts). An empty string or one holding only whitespace, comments and semicolons is
+// `ok: true` with no statements — PostgreSQL answers it with EmptyQueryResponse, and so should the proxy.
+//
+// How the fields are derived — tables, columns and their qualification (unqualified names are reported in
+// `public`: search_path is not known statically), read vs write, masking — is described in analysis/walk.ts;
+// statement kinds and categories in analysis/kinds.ts; the fingerprint in analysis/fingerprint.ts.
+//
+// Results are cached by query text (bounded; least recently used entries go first) and shared: the objects
+// returned are frozen — treat them as immutable.
+import { hasSqlDetails, loadModule, parseSync } from "libpg-query";
+import { GenerationalCache } from "./analysis/cache.js";
+import { fingerprintOf } from "./analysis/fingerprint.js";
+import { DEFAULT_MAX_DEPTH, depthExceededAt } from "./analysis/guard.js";
+import type { Category } from "./analysis/kinds.js";
+import { type CopyCommand, walkStatement } from "./analysis/walk.js";
+
+export type { Category } from "./analysis/kinds.js";
+export type { CopyCommand } from "./analysis/walk.js";
+
+/**
+ * The policy input's `command` for one statement: exactly the fields of the policy contract. (A type alias, not
+ * an interface, so that it is assignable to `Record<string, unknown>`.)
+ */
+export type StatementCommand = {
+  /** select, insert, update, delete, merge, copy, create_table, alter_table, drop, truncate, grant, … */
+  statement: string;
+  category: Category;
+  /** schema.table; unqualified names are reported in `public` (search_path is not known statically). */
+  tables: { read: string[]; write: string[] };
+  /** schema.table.column when the column's relation is known from the text, else table.column or column. */
+  columns: string[];
+  /** Lower case, schema dropped. */
+  functions: string[];
+  /** false only when an UPDATE or DELETE (also one inside a CTE, EXPLAIN ANALYZE, PREPARE …) has no WHERE. */
+  has_where: boolean;
+  /** COPY only. */
+  copy?: CopyCommand;
+  /** 16 hex digits, the same for the same statement with other literals (analysis/fingerprint.ts). */
+  fingerprint: string;
+  /** The highest $n used: the bind parameters the extended protocol must supply. */
+  param_count: number;
+};
+
+/** Where column values go, for masking (see analysis/walk.ts); entries are written like `columns` entries. */
+export interface Masking {
+  /** Output as themselves (SELECT/RETURNING target lists, COPY table TO): maskable in the result. */
+  bare: string[];
+  /** Output through something that cannot be masked (an expression, UNION, COPY (query), …) or stored elsewhere. */
+  computed: string[];
+}
+
+/** One statement: the policy's `command`, plus what only the proxy needs (never put into the policy input). */
+export interface AnalyzedStatement {
+  command: StatementCommand;
+  /**
+   * The statement's own text as sent, sliced by the parser's statement location and length: from its first
+   * token (comments before it are not included) to the end of the string or the character before its `;`.
+   */
+  text: string;
+  masking: Masking;
+}
+
+export type Analysis =
+  | { ok: true; statements: AnalyzedStatement[] }
+  | {
+      ok: false;
+      /** The parser's message with the position, e.g. `syntax error at or near "SELEC" (position 1)`. */
+      error: string;
+      /** 1-based character position in the query text (ErrorResponse field P), when there is one. */
+      position?: number;
+    };
+
+export interface AnalyzerOptions {
+  /** Longer query text is rejected without parsing. Default 1 MiB (1,048,576 characters). */
+  maxQueryLength?: number;
+  /** The bound of the nesting-depth estimate (analysis/guard.ts). Default 1,000. */
+  maxDepth?: number;
+  /** Cache bound: entries. Default 10,000. */
+  cacheEntries?: number;
+  /** Cache bound: characters of query text held. Default 16 Mi (texts over half of it are not cached). */
+  cacheChars?: number;
+}
+
+const DEFAULTS = {
+  maxQueryLength: 1024 * 1024,
+  maxDepth: DEFAULT_MAX_DEPTH,
+  cacheEntries: 10_000,
+  cacheChars: 16 * 1024 * 1024,
+};
+
+let options = { ...DEFAULTS };
+let cache = new GenerationalCache<Analysis>(options.cacheEntries, options.cacheChars);
+let loaded = false;
+/** Set when the parser failed in a way that may have corrupted the wasm module: every analysis fails closed. */
+let broken: string | null = null;
+
+/** Loads the parser (idempotent) and applies options; call once before `analyzeSql`. Clears the cache. */
+export async function initAnalyzer(opts: AnalyzerOptions = {}): Promise<void> {
+  await loadModule();
+  loaded = true;
+  options = { ...DEFAULTS, ...stripUndefined(opts) };
+  cache = new GenerationalCache<Analysis>(options.cacheEntries, options.cacheChars);
+}
+
+function stripUndefined(o: AnalyzerOptions): Partial<typeof DEFAULTS> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+}
+
+/** Cache size, for metrics. */
+export function analyzerCacheStats(): { entries: number; chars: number } {
+  return { entries: cache.size, chars: cache.chars };
+}
+
+/** Non-null after an internal parser failure: the reason. The gateway should be restarted. */
+export function analyzerFailure(): string | null {
+  return broken;
+}
+
+/**
+ * Analyzes a query string (simple protocol: one or more statements; extended protocol: one). Synchronous; the
+ * result is cached by the exact text and must not be modified.
+ */
+export function analyzeSql(sql: string): Analysis {
+  const hit = cache.get(sql);
+  if (hit !== undefined) return hit;
+  if (!loaded) throw new Error("analyzeSql: call initAnalyzer() first");
+  const analysis = deepFreeze(analyzeUncached(sql));
+  // an analysis made unreliable by a parser failure is not kept
+  if (!broken) cache.set(sql, analysis);
+  return analysis;
+}
+
+function fail(error: string, position?: number): Analysis {
+  return position === undefined ? { ok: false, error } : { ok: false, error, position };
+}
+
+function analyzeUncached(sql: string): Analysis {
+  if (broken) return fail(broken);
+  if (sql.length === 0) return { ok: true, statements: [] };
+  if (sql.length > options.maxQueryLength) {
+    return fail(
+      `the statement text is too long to analyze: ${sql.length} characters, the limit is ${options.maxQueryLength}`,
+    );
+  }
+  const nul = sql.indexOf("\0");
+  if (nul >= 0) {
+    const position = codePointPosition(sql, nul);
+    return fail(`the statement text contains a NUL character (position ${position})`, position);
+  }
+  if (!isWellFormed(sql)) return fail("the statement text is not valid Unicode (a lone surrogate)");
+  const deep = depthExceededAt(sql, options.maxDepth);
+  if (deep >= 0) {
+    const position = codePointPosition(sql, deep);
+    return fail(
+      `the statement is nested too deeply to analyze safely (position ${position}); split or simplify it`,
+      position,
+    );
+  }
+
+  let tree: { stmts?: Array<{ stmt?: Record<string, unknown>; stmt_location?: number; stmt_len?: number }> };
+  try {
+    tree = parseSync(sql) as typeof tree;
+  } catch (err) {
+    return parserError(err);
+  }
+
+  const raw = tree.stmts ?? [];
+  const texts = statementTexts(sql, raw);
+  const statements: AnalyzedStatement[] = [];
+  for (let i = 0; i < raw.length; i++) {
+    const stmt = raw[i]?.stmt;
+    const text = texts[i] as string;
+    if (!stmt) continue;
+    let w: ReturnType<typeof walkStatement>;
+    try {
+      w = walkStatement(stmt);
+    } catch (err) {
+      if (err instanceof RangeError) return fail("the statement is nested too deeply to analyze");
+      throw err;
+    }
+    let fingerprint: string;
+    try {
+      fingerprint = fingerprintOf(stmt);
+    } catch (err) {
+      if (err instanceof RangeError) return fail("the statement is nested too deeply to analyze");
+      throw err;
+    }
+    const command: StatementCommand = {
+      statement: w.statement,
+      category: w.category,
+      tables: { read: w.read, write: w.write },
+      columns: w.columns,
+      functions: w.functions,
+      has_where: w.hasWhere,
+      fingerprint,
+      param_count: w.paramCount,
+    };
+    if (w.copy) command.copy = w.copy;
+    statements.push({ command, text, masking: { bare: w.bare, computed: w.computed } });
+  }
+  return { ok: true, statements };
+}
+
+/** A parser exception: its message and position, or — for anything but a SQL error — a failed-closed analyzer. */
+function parserError(err: unknown): Analysis {
+  if (hasSqlDetails(err)) {
+    const position = (err.sqlDetails?.cursorPosition ?? 0) + 1;
+    return fail(`${err.message} (position ${position})`, position);
+  }
+  if (err instanceof Error && err.name === "SqlError") return fail(err.message);
+  // A RangeError or a wasm RuntimeError from inside the module leaves its stack pointer and memory in an unknown
+  // state: no later result could be trusted.
+  broken = `the SQL parser failed internally (${err instanceof Error ? err.message : String(err)}); pamgate must be restarted`;
+  return fail(broken);
+}
+
+/**
+ * Each statement's own text. stmt_location/stmt_len are UTF-8 byte offsets; stmt_len 0 means "to the end". For
+ * ASCII text (the common case) they are string indices.
+ */
+function statementTexts(sql: string, raw: Array<{ stmt_location?: number; stmt_len?: number }>): string[] {
+  const ascii = Buffer.byteLength(sql, "utf8") === sql.length;
+  const offsets: number[] = [];
+  for (const r of raw) {
+    const start = r.stmt_location ?? 0;
+    offsets.push(start, r.stmt_len ? start + r.stmt_len : -1);
+  }
+  const chars = ascii ? offsets : byteOffsetsToIndices(sql, offsets);
+  const texts: string[] = [];
+  for (let i = 0; i < raw.length; i++) {
+    const end = chars[2 * i + 1] as number;
+    texts.push(sql.slice(chars[2 * i] as number, end < 0 ? sql.length : end));
+  }
+  return texts;
+}
+
+/** UTF-8 byte offsets (-1 kept as is) → UTF-16 string indices, in one pass. */
+function byteOffsetsToIndices(sql: string, offsets: number[]): number[] {
+  const wanted = [...new Set(offsets.filter((o) => o >= 0))].sort((a, b) => a - b);
+  const map = new Map<number, number>();
+  let bytes = 0;
+  let w = 0;
+  for (let i = 0; i <= sql.length && w < wanted.length; ) {
+    while (w < wanted.length && (wanted[w] as number) <= bytes) map.set(wanted[w++] as number, i);
+    if (i === sql.length) break;
+    const c = sql.charCodeAt(i);
+    if (c < 0x80) {
+      bytes += 1;
+      i += 1;
+    } else if (c < 0x800) {
+      bytes += 2;
+      i += 1;
+    } else if (c >= 0xd800 && c <= 0xdbff) {
+      bytes += 4;
+      i += 2;
+    } else {
+      bytes += 3;
+      i += 1;
+    }
+  }
+  return offsets.map((o) => (o < 0 ? -1 : (map.get(o) ?? sql.length)));
+}
+
+/** The 1-based character (code point) position of a string index, as PostgreSQL counts positions. */
+function codePointPosition(sql: string, index: number): number {
+  let pos = 1;
+  for (let i = 0; i < index; i++) {
+    const c = sql.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) i++;
+    pos++;
+  }
+  return pos;
+}
+
+function isWellFormed(s: string): boolean {
+  const f = (s as { isWellFormed?: () => boolean }).isWellFormed;
+  if (f) return f.call(s);
+  return !/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(s);
+}
+
+/** Freezes an analysis and everything in it (plain objects and arrays only). */
+function deepFreeze<T>(o: T): T {
+  if (typeof o !== "object" || o === null || Object.isFrozen(o)) return o;
+  Object.freeze(o);
+  if (Array.isArray(o)) {
+    for (const v of o) if (typeof v === "object") deepFreeze(v);
+  } else {
+    for (const k in o) {
+      const v = (o as Record<string, unknown>)[k];
+      if (typeof v === "object") deepFreeze(v);
+    }
+  }
+  return o;
+}
