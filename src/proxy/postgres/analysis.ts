@@ -24,6 +24,7 @@ import { GenerationalCache } from "./analysis/cache.js";
 import { fingerprintOf } from "./analysis/fingerprint.js";
 import { DEFAULT_MAX_DEPTH, depthExceededAt } from "./analysis/guard.js";
 import type { Category } from "./analysis/kinds.js";
+import { literalShape } from "./analysis/shape.js";
 import { type CopyCommand, walkStatement } from "./analysis/walk.js";
 
 export type { Category } from "./analysis/kinds.js";
@@ -102,6 +103,9 @@ const DEFAULTS = {
 
 let options = { ...DEFAULTS };
 let cache = new GenerationalCache<Analysis>(options.cacheEntries, options.cacheChars);
+/** Analyses of single statements by their literal shape, with the length of what precedes and follows them. */
+type ShapeEntry = { stmt: AnalyzedStatement; lead: number; trail: number };
+let shapes = new GenerationalCache<ShapeEntry>(options.cacheEntries, options.cacheChars);
 let loaded = false;
 /** Set when the parser failed in a way that may have corrupted the wasm module: every analysis fails closed. */
 let broken: string | null = null;
@@ -112,6 +116,7 @@ export async function initAnalyzer(opts: AnalyzerOptions = {}): Promise<void> {
   loaded = true;
   options = { ...DEFAULTS, ...stripUndefined(opts) };
   cache = new GenerationalCache<Analysis>(options.cacheEntries, options.cacheChars);
+  shapes = new GenerationalCache<ShapeEntry>(options.cacheEntries, options.cacheChars);
 }
 
 function stripUndefined(o: AnalyzerOptions): Partial<typeof DEFAULTS> {
@@ -136,11 +141,42 @@ export function analyzeSql(sql: string): Analysis {
   const hit = cache.get(sql);
   if (hit !== undefined) return hit;
   if (!loaded) throw new Error("analyzeSql: call initAnalyzer() first");
+  // A single statement that differs from one analyzed before only in literal values reuses that analysis,
+  // with its own text (see analysis/shape.ts).
+  const shape = broken ? null : literalShape(sql);
+  if (shape !== null) {
+    const same = shapes.get(shape);
+    if (same) {
+      const text = sql.slice(same.lead, sql.length - same.trail);
+      const statement = Object.freeze({ command: same.stmt.command, masking: same.stmt.masking, text });
+      const analysis: Analysis = Object.freeze({
+        ok: true as const,
+        statements: Object.freeze([statement]) as AnalyzedStatement[],
+      });
+      cache.set(sql, analysis);
+      return analysis;
+    }
+  }
   const analysis = deepFreeze(analyzeUncached(sql));
   // an analysis made unreliable by a parser failure is not kept
-  if (!broken) cache.set(sql, analysis);
+  if (!broken) {
+    cache.set(sql, analysis);
+    const only = analysis.ok && analysis.statements.length === 1 ? analysis.statements[0] : undefined;
+    if (shape !== null && only && SHAPE_SAFE.has(only.command.statement) && !only.command.copy) {
+      // What surrounds the statement (whitespace, comments, the `;`) holds no literal, so it is the same
+      // length in every statement of this shape.
+      const lead = sql.indexOf(only.text);
+      shapes.set(shape, { stmt: only, lead, trail: sql.length - lead - only.text.length });
+    }
+  }
   return analysis;
 }
+
+/**
+ * Statement kinds whose literals are only values, never structure (unlike COPY's PROGRAM 'command' or a
+ * utility statement's file name), so their analysis and fingerprint are the same for every literal value.
+ */
+const SHAPE_SAFE = new Set(["select", "insert", "update", "delete"]);
 
 function fail(error: string, position?: number): Analysis {
   return position === undefined ? { ok: false, error } : { ok: false, error, position };
