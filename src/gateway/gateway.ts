@@ -4,6 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { buildApi, ObservableApprovalService } from "../api/index.js";
 import type { ApprovalService } from "../approvals/service.js";
+import { AuditTrail, type SinkConfig } from "../audit/index.js";
 import { BundleManager } from "../bundles/manager.js";
 import { resolveCredential } from "../config/load.js";
 import type { GatewayConfig } from "../config/schema.js";
@@ -20,8 +21,6 @@ import { type Logger, silentLogger } from "../util/log.js";
 
 export interface GatewayExtras {
   log?: Logger;
-  /** The audit trail; when absent decisions are not recorded (development only — the CLI always sets one). */
-  audit?: AuditPort & { close?: () => Promise<void> };
   /** Users of the development issuer (dev_issuer in the config). */
   devUsers?: Record<string, { email?: string | null; groups?: string[] }>;
   devClients?: string[];
@@ -36,10 +35,18 @@ export interface Gateway {
   approvals: ApprovalService;
   store: Store;
   pipeline: CommandPipeline;
+  audit: AuditTrail | null;
   postgres: { host: string; port: number } | null;
   api: { host: string; port: number } | null;
   devIssuer: DevIssuer | null;
   close(): Promise<void>;
+}
+
+function sinkConfig(s: NonNullable<NonNullable<GatewayConfig["audit"]>["sinks"]>[number]): SinkConfig {
+  const url = s.url ?? (s.url_env ? process.env[s.url_env] : undefined) ?? "";
+  if (s.type === "postgres") return { type: "postgres", url, table: s.table };
+  if (s.type === "http") return { type: "http", url, headers: s.headers };
+  return { type: "file", path: s.path ?? "-" };
 }
 
 function issuerConfigs(config: GatewayConfig): IssuerConfig[] {
@@ -129,9 +136,36 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
     await approvals.start();
     closers.push(() => approvals.close());
 
-    if (extras.audit?.close) closers.push(extras.audit.close.bind(extras.audit));
+    let audit: AuditTrail | null = null;
+    let auditPort: AuditPort | undefined;
+    if (config.audit) {
+      const trail = await AuditTrail.open(
+        {
+          dir: config.audit.dir,
+          maxBytes: config.audit.max_bytes,
+          segmentBytes: config.audit.segment_bytes,
+          sinks: (config.audit.sinks ?? []).map((s) => sinkConfig(s)),
+        },
+        { logger: log },
+      );
+      audit = trail;
+      closers.push(() => trail.close());
+      auditPort = {
+        recordDecision: async (decision, ctx) => {
+          await trail.recordDecision(decision, {
+            session_id: ctx.session.id,
+            approval_id: ctx.approvalId,
+            requested_by: ctx.session.clientAddr,
+            action: ctx.action,
+            reasons: ctx.reasons,
+          });
+        },
+      };
+    } else {
+      log.warn("no audit trail configured: decisions are not recorded (set audit.dir)");
+    }
     const pipeline = new CommandPipeline(engine, {
-      audit: extras.audit,
+      audit: auditPort,
       approvals,
       approvalTimeoutMs: (config.approvals?.wait_timeout_s ?? 300) * 1000,
       log,
@@ -149,6 +183,15 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
         resources: pgResources,
         pipeline,
         auth: verifier,
+        transcripts: audit
+          ? (sessionId) => {
+              const t = (audit as AuditTrail).openTranscript(sessionId, { meta: { protocol: "postgres" } });
+              return (entry) => {
+                if (entry.event === "end") void t.close();
+                else t.entry(entry);
+              };
+            }
+          : undefined,
         tls,
         allowCleartextToken: pgListen.allow_cleartext_token,
         maxMessageBytes: pgListen.max_message_bytes,
@@ -189,6 +232,7 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
       approvals,
       store,
       pipeline,
+      audit,
       postgres,
       api,
       devIssuer,

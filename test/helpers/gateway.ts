@@ -73,6 +73,7 @@ export async function startTestGateway(
       },
     ],
     store: { type: "embedded", dir: join(dir, "store") },
+    audit: { dir: join(dir, "audit") },
     approvals: { wait_timeout_s: 20 },
     ...overrides,
   };

@@ -280,3 +280,35 @@ t.test("a token that expires mid-session is refused on the next statement", asyn
   await ended;
   t.pass("the session is closed");
 });
+
+t.test("every statement's decision is in the audit spool, with the session's transcript", async (t) => {
+  const { spoolRecords } = await import("../../src/audit/reader.js");
+  const { verifySpool } = await import("../../src/audit/verify.js");
+  const { recordBody } = await import("../../src/audit/record.js");
+  const c = await client(await g.tokenFor("alice"));
+  await c.query("SELECT id FROM orders WHERE id = 40");
+  await c.query("DELETE FROM orders").catch(() => {});
+  await c.end();
+  await new Promise((r) => setTimeout(r, 300)); // the transcript's last chunk is flushed on session end
+  const decisions: Array<Record<string, unknown>> = [];
+  let transcriptLines = 0;
+  for await (const r of spoolRecords(`${g.dir}/audit`)) {
+    if (r.kind === "decision") decisions.push(recordBody(r));
+    if (r.kind === "recording") transcriptLines++;
+  }
+  const mine = decisions.filter((d) => (d.identity as { sub?: string } | null)?.sub === "alice");
+  t.ok(
+    mine.some((d) => d.action === "allow"),
+    "the allowed SELECT is recorded",
+  );
+  const blocked = mine.find(
+    (d) => d.action === "block" && (d.reason_codes as string[]).includes("pg.no_where"),
+  );
+  t.ok(blocked, "the blocked DELETE is recorded with its reason");
+  t.equal(blocked?.path, "pamgate/main/verdict");
+  t.match(blocked?.bundles, { pamgate: { revision: "test" } });
+  t.notMatch(JSON.stringify(decisions), /alice@example\.com/, "the bundle's log mask erased the email");
+  t.ok(transcriptLines > 0, "the session transcript went through the spool");
+  const verified = await verifySpool(`${g.dir}/audit`);
+  t.equal(verified.ok, true, "the hash chain verifies");
+});
