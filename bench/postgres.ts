@@ -80,7 +80,10 @@ async function pgbench(bin: string, url: string, label: string, dir: string) {
   };
 }
 
-async function startPgbouncer(dir: string, db: { host: string; port: number; user: string; password: string; database: string }) {
+async function startPgbouncer(
+  dir: string,
+  db: { host: string; port: number; user: string; password: string; database: string },
+) {
   const port = await freePort();
   const ini = join(dir, "pgbouncer.ini");
   const users = join(dir, "userlist.txt");
@@ -105,14 +108,20 @@ async function startPgbouncer(dir: string, db: { host: string; port: number; use
   );
   // pgbouncer will not run as root; run it as the postgres system user when we are root.
   const ids = process.getuid?.() === 0 ? { uid: pgUid("u"), gid: pgUid("g") } : {};
-  if (process.getuid?.() === 0) for (const f of [dir, ini, users]) chownSync(f, ids.uid as number, ids.gid as number);
+  if (process.getuid?.() === 0)
+    for (const f of [dir, ini, users]) chownSync(f, ids.uid as number, ids.gid as number);
   const proc = spawn("/usr/sbin/pgbouncer", [ini], { stdio: ["ignore", "ignore", "pipe"], ...ids });
   await waitForPort(port);
   return { port, proc };
 }
 
 function pgUid(kind: "u" | "g"): number {
-  return Number(readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("postgres:"))?.split(":")[kind === "u" ? 2 : 3]);
+  return Number(
+    readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("postgres:"))
+      ?.split(":")[kind === "u" ? 2 : 3],
+  );
 }
 
 function rssMb(pid: number): number {
@@ -151,7 +160,10 @@ async function main() {
       bouncer.proc.kill();
     });
 
-    const issuer = await startDevIssuer({ users: { alice: { groups: ["engineering"] } }, accessTokenTtlSeconds: 3600 });
+    const issuer = await startDevIssuer({
+      users: { alice: { groups: ["engineering"] } },
+      accessTokenTtlSeconds: 3600,
+    });
     cleanups.push(() => issuer.stop());
     const pgPort = await freePort();
     const { buildBundle } = await import("../src/bundles/build.js");
@@ -175,10 +187,14 @@ async function main() {
       audit: { dir: join(dir, "audit") },
     };
     writeFileSync(join(dir, "gateway.yaml"), JSON.stringify(config));
-    gateway = spawn(process.execPath, [packagePath("bin", "pamgate.js"), "run", "--config", join(dir, "gateway.yaml")], {
-      env: { ...process.env, BENCH_DB_PASSWORD: db.password, PAMGATE_LOG_LEVEL: "warn" },
-      stdio: ["ignore", "ignore", "inherit"],
-    });
+    gateway = spawn(
+      process.execPath,
+      [packagePath("bin", "pamgate.js"), "run", "--config", join(dir, "gateway.yaml")],
+      {
+        env: { ...process.env, BENCH_DB_PASSWORD: db.password, PAMGATE_LOG_LEVEL: "warn" },
+        stdio: ["ignore", "ignore", "inherit"],
+      },
+    );
     const gw = gateway;
     cleanups.push(() => {
       gw.kill("SIGTERM");
@@ -189,7 +205,8 @@ async function main() {
     const viaBouncer = `postgres://${db.user}:${encodeURIComponent(db.password)}@127.0.0.1:${bouncer.port}/${db.database}`;
 
     // Warm up every path once (JIT, caches), then measure side by side.
-    for (const u of [db.url, viaBouncer, viaGateway]) await run(`${db.bin}/pgbench`, ["-S", "-n", "-T", "2", "-c", "2", u]);
+    for (const u of [db.url, viaBouncer, viaGateway])
+      await run(`${db.bin}/pgbench`, ["-S", "-n", "-T", "2", "-c", "2", u]);
     const direct = await pgbench(db.bin, db.url, "direct", dir);
     const pgbouncer = await pgbench(db.bin, viaBouncer, "pgbouncer", dir);
     const pamgate = await pgbench(db.bin, viaGateway, "pamgate", dir);
@@ -199,7 +216,14 @@ async function main() {
     const maskDirect = await timeQuery(db.url, maskSql);
     const maskGateway = await timeQuery(viaGateway, maskSql);
     // Check that it really was masked.
-    const check = await run("psql", [viaGateway, "-X", "-A", "-t", "-c", "SELECT ssn, email FROM bench_people WHERE id = 1"]);
+    const check = await run("psql", [
+      viaGateway,
+      "-X",
+      "-A",
+      "-t",
+      "-c",
+      "SELECT ssn, email FROM bench_people WHERE id = 1",
+    ]);
     const maskedOk = /^\*+0001\|h:[0-9a-f]{16}$/.test(check.stdout.trim());
 
     // 1,000 idle sessions.
