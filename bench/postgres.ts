@@ -183,7 +183,8 @@ async function main() {
           credentials: { password_env: "BENCH_DB_PASSWORD" },
         },
       ],
-      store: { type: "embedded", dir: join(dir, "store") },
+      // The PostgreSQL store (as several replicas would run): the embedded PGlite store alone holds 240-900 MB.
+      store: { type: "postgres", url: db.url },
       audit: { dir: join(dir, "audit") },
     };
     writeFileSync(join(dir, "gateway.yaml"), JSON.stringify(config));
