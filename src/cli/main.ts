@@ -2,10 +2,12 @@
 
 import { approvalsCommand } from "./approvals.js";
 import { CliError } from "./args.js";
+import { auditCommand } from "./audit.js";
 import { bundleCommand } from "./bundle.js";
 import { demoCommand } from "./demo.js";
 import { evalCommand } from "./eval.js";
 import { policyCommand } from "./policy.js";
+import { replayCommand } from "./replay.js";
 import { runCommand } from "./run.js";
 import { samplesCommand } from "./samples.js";
 
@@ -25,6 +27,8 @@ commands:
                                opa check, opa test with coverage, regal, wasm conformance
   approvals list|get|approve|deny [ID] [--comment TEXT] [--api URL] [--token TOKEN]
                                approval requests through the control-plane API ($PAMGATE_API, $PAMGATE_TOKEN)
+  audit verify|tail [--spool DIR | --postgres URL]  check the audit hash chain, or show records as one-liners
+  replay SESSION-ID [--spool DIR] [--speed N]       replay a recorded terminal session or print a transcript
 `;
 
 const commands: Record<string, (argv: string[]) => Promise<number>> = {
@@ -35,6 +39,8 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   bundle: bundleCommand,
   policy: policyCommand,
   approvals: approvalsCommand,
+  audit: auditCommand,
+  replay: replayCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

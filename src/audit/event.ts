@@ -1,0 +1,178 @@
+// Decision log events in OPA's decision log format (the fields OPA's decision log plugin sends: decision_id,
+// path, input, result, bundles, labels, timestamp, metrics, erased, masked, requested_by) plus pamgate's own
+// top-level fields, so an audit store can be queried without digging into the input: session_id, protocol,
+// resource, identity (subject and actor chain), action, reason_codes, approval_id.
+//
+// Masking runs the deciding bundle's `system/log/mask` rule on the event, the way OPA does, on a copy of the
+// input before anything is written. If it cannot run, the event is still built, with the whole input erased.
+import { type Action, currentTime, type Decision, VERDICT_ENTRYPOINT } from "../decision/contract.js";
+import { errorMessage } from "./errors.js";
+import { type JsonValue, parseExact, stringifyExact } from "./json.js";
+import { applyMask, type MaskTarget, parseMaskRules } from "./mask.js";
+
+export const MASK_ENTRYPOINT = "system/log/mask";
+
+/** What the decision itself does not know: set by the proxy that asked for it. */
+export interface DecisionContext {
+  /** The gateway session; defaults to the input's session.id. */
+  session_id?: string;
+  /** The approval grant the command ran under; defaults to the input's session.approval_id. */
+  approval_id?: string | null;
+  /** Who asked (OPA: the client's address); defaults to the input's session.client_addr. */
+  requested_by?: string;
+  /**
+   * What the gateway actually did, when it differs from the verdict (an "approve" that was granted, timed out or
+   * was denied). Sets pamgate's top-level `action`; OPA's `result` stays the policy's verdict. Usually an Action;
+   * any short word the pipeline uses is kept as given.
+   */
+  action?: Action | (string & {});
+  /** The reasons for `action` (pamgate's `reason_codes`); defaults to the verdict's. */
+  reasons?: ReadonlyArray<{ code: string; message?: string }>;
+}
+
+export interface EventOptions {
+  /** OPA's labels: at least `id` (this instance) and `version` (pamgate's), plus any configured ones. */
+  labels: Record<string, string>;
+  /** The key under `bundles` (OPA: the bundle's name). */
+  bundleName: string;
+}
+
+/** A decision event, serialized once: this string is what the spool stores and the sinks ship. */
+export interface DecisionEvent {
+  decision_id: string;
+  session_id: string | null;
+  json: string;
+  /** Why the input was erased, when masking could not run. */
+  mask_error?: string;
+}
+
+type Obj = { [key: string]: JsonValue };
+
+function asObject(v: JsonValue | undefined): Obj | undefined {
+  return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Obj) : undefined;
+}
+
+function str(v: JsonValue | undefined): string | undefined {
+  return typeof v === "string" ? v : undefined;
+}
+
+const NOW_RFC3339 = /"now":\{"rfc3339":"([^"\\]+)"/;
+
+/** Builds the event for one decision: mask, then serialize. Never throws for a well-formed Decision. */
+export function buildDecisionEvent(
+  decision: Decision,
+  options: EventOptions,
+  context: DecisionContext = {},
+): DecisionEvent {
+  const inputJson = decision.input_json;
+  const timestamp = (inputJson && NOW_RFC3339.exec(inputJson)?.[1]) || currentTime().rfc3339;
+  const resultJson = JSON.stringify(decision.verdict);
+  const bundlesJson =
+    decision.revision === null
+      ? undefined
+      : `{${JSON.stringify(options.bundleName)}:{"revision":${JSON.stringify(decision.revision)}}}`;
+  const labelsJson = JSON.stringify(options.labels);
+
+  // The unmasked input, parsed once: the source of pamgate's fields and the copy masking edits.
+  let input: JsonValue | undefined;
+  let parseError: string | undefined;
+  if (inputJson) {
+    try {
+      input = parseExact(inputJson);
+    } catch (err) {
+      parseError = `the input is not valid JSON: ${errorMessage(err)}`;
+    }
+  }
+  const session = asObject(asObject(input)?.session);
+  const requestedBy = context.requested_by ?? str(session?.client_addr) ?? "";
+
+  const target: MaskTarget = { erased: [], masked: [] };
+  let maskError: string | undefined = parseError;
+  let inputOut: string | undefined = inputJson || undefined;
+  let resultOut: string | undefined = resultJson;
+  // The input pamgate's fields are taken from: the masked one, so a mask rule covers them too.
+  let fieldsFrom: JsonValue | undefined = input;
+  if (inputJson && !maskError) {
+    const policy = decision.policy;
+    if (!policy) {
+      maskError = "no policy bundle decided this command, so no mask rule could run";
+    } else if (policy.has(MASK_ENTRYPOINT)) {
+      // OPA evaluates the mask rule with the event itself as input (input.input, input.result, …).
+      const maskInput = `{"decision_id":${JSON.stringify(decision.decision_id)},"path":"${VERDICT_ENTRYPOINT}","input":${inputJson},"result":${resultJson}${bundlesJson ? `,"bundles":${bundlesJson}` : ""},"labels":${labelsJson},"timestamp":"${timestamp}","requested_by":${JSON.stringify(requestedBy)}}`;
+      try {
+        const rules = parseMaskRules(policy.evaluate(maskInput, MASK_ENTRYPOINT));
+        if (rules.length > 0) {
+          target.input = input; // parsed for this event alone, so it is already a private copy
+          if (rules.some((r) => r.root === "result")) target.result = JSON.parse(resultJson) as JsonValue;
+          applyMask(rules, target);
+          inputOut = target.input === undefined ? undefined : stringifyExact(target.input);
+          if (target.result !== undefined) resultOut = stringifyExact(target.result);
+          else if (rules.some((r) => r.root === "result")) resultOut = undefined;
+          fieldsFrom = target.input;
+        }
+      } catch (err) {
+        maskError = `system.log.mask failed: ${errorMessage(err)}`;
+      }
+    }
+  }
+  if (maskError) {
+    // Written anyway, with the whole input erased. pamgate's fields then come from the unmasked input, but
+    // only identifiers (subjects, clients, the resource, the session), never the command.
+    inputOut = undefined;
+    resultOut = resultJson;
+    target.erased = ["/input"];
+    target.masked = [];
+    fieldsFrom = input;
+  }
+
+  const fields = pamgateFields(asObject(fieldsFrom), decision, context);
+
+  let json = `{"decision_id":${JSON.stringify(decision.decision_id)},"path":"${VERDICT_ENTRYPOINT}"`;
+  if (inputOut !== undefined) json += `,"input":${inputOut}`;
+  if (resultOut !== undefined) json += `,"result":${resultOut}`;
+  if (bundlesJson) json += `,"bundles":${bundlesJson}`;
+  json += `,"labels":${labelsJson},"timestamp":"${timestamp}"`;
+  json += `,"metrics":{"timer_rego_query_eval_ns":${Math.max(0, Math.round(decision.eval_ns))}}`;
+  if (target.erased.length > 0) json += `,"erased":${JSON.stringify(target.erased)}`;
+  if (target.masked.length > 0) json += `,"masked":${JSON.stringify(target.masked)}`;
+  json += `,"requested_by":${JSON.stringify(requestedBy)}`;
+  json += `,${fields.json}`;
+  if (maskError) json += `,"mask_error":${JSON.stringify(maskError)}`;
+  json += "}";
+  const out: DecisionEvent = { decision_id: decision.decision_id, session_id: fields.session_id, json };
+  if (maskError) out.mask_error = maskError;
+  return out;
+}
+
+function pick(o: Obj | undefined, keys: string[]): Obj | null {
+  if (!o) return null;
+  const out: Obj = {};
+  for (const k of keys) if (o[k] !== undefined) out[k] = o[k] as JsonValue;
+  return out;
+}
+
+function pamgateFields(
+  input: Obj | undefined,
+  decision: Decision,
+  context: DecisionContext,
+): { json: string; session_id: string | null } {
+  const session = asObject(input?.session);
+  const identity = pick(asObject(input?.identity), ["sub", "iss", "client_id"]);
+  const actors = input?.identity && asObject(input.identity)?.actors;
+  if (identity && Array.isArray(actors)) {
+    identity.actors = actors.map((a) => pick(asObject(a), ["sub", "iss", "client_id"]));
+  }
+  const resource = asObject(input?.resource);
+  const sessionId = context.session_id ?? str(session?.id) ?? null;
+  const approval = context.approval_id !== undefined ? context.approval_id : (session?.approval_id ?? null);
+  const fields: Obj = {
+    session_id: sessionId,
+    protocol: str(input?.protocol) ?? null,
+    resource: resource ? pick(resource, ["name", "kind", "labels"]) : null,
+    identity,
+    action: context.action ?? decision.verdict.action,
+    reason_codes: (context.reasons ?? decision.verdict.reasons).map((r) => r.code),
+    approval_id: typeof approval === "string" ? approval : null,
+  };
+  return { json: JSON.stringify(fields).slice(1, -1), session_id: sessionId };
+}
