@@ -4,7 +4,7 @@
 // keyed HMAC, stable within a bundle revision so joins on the masked value still work). They apply to
 // text-like columns; a masked column of any other type (a number, a date) is sent as NULL, because a marker
 // string in an int4 column would break the client's decoding — NULL is the type-safe redaction.
-import { createHmac } from "node:crypto";
+import { hash } from "node:crypto";
 import type { MaskRule } from "../../decision/contract.js";
 import type { FieldDescription } from "./wire.js";
 
@@ -24,8 +24,28 @@ export interface ColumnMask {
 /** Per result column: how to mask it, or null to pass it through. */
 export type MaskPlan = Array<ColumnMask | null>;
 
+const BLOCK = 64; // SHA-256 block size
+
 export class Masker {
-  constructor(private readonly hashKey: Buffer) {}
+  private readonly ipad: Buffer;
+  private readonly opad: Buffer;
+
+  constructor(hashKey: Buffer) {
+    // HMAC-SHA256 by hand with the key pads computed once: one-shot hashes instead of an Hmac object per value
+    // (a masked bulk read hashes every row).
+    const key = hashKey.length > BLOCK ? Buffer.from(hash("sha256", hashKey, "buffer")) : hashKey;
+    this.ipad = Buffer.alloc(BLOCK, 0x36);
+    this.opad = Buffer.alloc(BLOCK, 0x5c);
+    for (let i = 0; i < key.length; i++) {
+      this.ipad[i] = (this.ipad[i] as number) ^ (key[i] as number);
+      this.opad[i] = (this.opad[i] as number) ^ (key[i] as number);
+    }
+  }
+
+  private hmacHex(value: Buffer): string {
+    const inner = hash("sha256", Buffer.concat([this.ipad, value]), "buffer");
+    return hash("sha256", Buffer.concat([this.opad, inner]), "hex");
+  }
 
   /** The masked form of one value, or null for SQL NULL. */
   maskValue(value: Buffer, m: ColumnMask): Buffer | null {
@@ -34,15 +54,18 @@ export class Masker {
       case "redact":
         return Buffer.from(REDACTED);
       case "partial": {
-        const s = value.toString("utf8");
-        const chars = [...s];
+        if (isAscii(value)) {
+          // Bytes are characters: build the result without decoding.
+          const out = Buffer.alloc(Math.max(value.length, 1), 0x2a);
+          if (value.length > 4) value.copy(out, value.length - 4, value.length - 4);
+          return out;
+        }
+        const chars = [...value.toString("utf8")];
         const keep = chars.length > 4 ? chars.slice(-4).join("") : "";
         return Buffer.from("*".repeat(Math.max(chars.length - keep.length, 1)) + keep);
       }
       case "hash":
-        return Buffer.from(
-          `h:${createHmac("sha256", this.hashKey).update(value).digest("hex").slice(0, 16)}`,
-        );
+        return Buffer.from(`h:${this.hmacHex(value).slice(0, 16)}`);
     }
   }
 
@@ -107,6 +130,11 @@ export class Masker {
     body.copy(result, 5);
     return result;
   }
+}
+
+function isAscii(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) if ((b[i] as number) > 0x7f) return false;
+  return true;
 }
 
 function unescapeCopy(s: string): string {
