@@ -9,7 +9,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { Agent, request } from "node:http";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildBundle } from "../src/bundles/build.js";
@@ -18,6 +17,7 @@ import { BundleManager } from "../src/bundles/manager.js";
 import { DecisionEngine, serializeInput } from "../src/decision/engine.js";
 import { samples } from "../src/demo/samples.js";
 import { findTool, packagePath } from "../src/util/tools.js";
+import { freePort } from "../test/helpers/postgres.js";
 
 const FLOOR_POLICY = `package pamgate.main
 
@@ -39,17 +39,6 @@ function summarize(samplesNs: Float64Array) {
     p50_us: +(percentile(s, 50) / 1000).toFixed(2),
     p99_us: +(percentile(s, 99) / 1000).toFixed(2),
   };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
 }
 
 async function benchInProcess(engine: DecisionEngine, inputs: ReturnType<typeof samples>) {

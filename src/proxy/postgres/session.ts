@@ -216,22 +216,33 @@ export class ProxySession {
         [{ code: "pg.parse_error", message: `pamgate cannot parse the statement: ${analysis.error}` }],
         "42601",
       );
+    const d = await this.decideAll(analysis.statements);
+    if ("blocked" in d) return this.blockSimple(d.blocked, d.sqlstate, d.fatal);
+    this.expect.push({ kind: "query", mask: d.mask });
+    this.toUpstream(frame.raw);
+  }
+
+  /**
+   * Decides every statement of one message. One blocked statement blocks the message (nothing of it runs); the
+   * masks of all statements apply to its results.
+   */
+  private async decideAll(
+    statements: readonly AnalyzedStatement[],
+  ): Promise<{ mask: MaskContext | null } | { blocked: Reason[]; sqlstate: string; fatal: boolean }> {
     const masks: MaskRule[] = [];
     let copyPlan: MaskContext["copyPlan"];
-    for (const stmt of analysis.statements) {
+    for (const stmt of statements) {
       const out = await this.decide(stmt);
       if (out.action === "block")
-        return this.blockSimple(out.reasons, out.fatal ? "28000" : "42501", out.fatal);
+        return { blocked: out.reasons, sqlstate: out.fatal ? "28000" : "42501", fatal: out.fatal };
       if (out.action === "mask") {
         const unsafe = await this.maskProblem(stmt, out.mask);
-        if (unsafe) return this.blockSimple([unsafe]);
+        if (unsafe) return { blocked: [unsafe], sqlstate: "42501", fatal: false };
         masks.push(...out.mask);
         if (stmt.command.statement === "copy") copyPlan = await this.copyPlanFor(stmt, out.mask);
       }
     }
-    const mask = masks.length > 0 ? { masks, plan: null, copyPlan } : null;
-    this.expect.push({ kind: "query", mask });
-    this.toUpstream(frame.raw);
+    return { mask: masks.length > 0 ? { masks, plan: null, copyPlan } : null };
   }
 
   private onParse(frame: Frame): void {
@@ -261,20 +272,11 @@ export class ProxySession {
         },
       ]);
     }
-    const masks: MaskRule[] = [];
-    for (const s of stmt.analysis.statements) {
-      const out = await this.decide(s);
-      if (out.action === "block")
-        return this.blockExtended(out.reasons, out.fatal ? "28000" : "42501", out.fatal);
-      if (out.action === "mask") {
-        const unsafe = await this.maskProblem(s, out.mask);
-        if (unsafe) return this.blockExtended([unsafe]);
-        masks.push(...out.mask);
-      }
-    }
-    if (masks.length > 0) {
+    const d = await this.decideAll(stmt.analysis.statements);
+    if ("blocked" in d) return this.blockExtended(d.blocked, d.sqlstate, d.fatal);
+    const mask = d.mask;
+    if (mask) {
       // Learn the portal's columns (with the client's result formats) right before it runs, unseen by the client.
-      const mask: MaskContext = { masks, plan: null };
       this.expect.push({ kind: "describe-portal", portal, swallow: true, mask });
       this.toUpstream(FE.describePortal(portal));
       this.expect.push({ kind: "execute", mask });
