@@ -312,3 +312,70 @@ t.test("every statement's decision is in the audit spool, with the session's tra
   const verified = await verifySpool(`${g.dir}/audit`);
   t.equal(verified.ok, true, "the hash chain verifies");
 });
+
+t.test("TLS toward the client: sslmode=require works with the configured certificate", async (t) => {
+  const { execFileSync } = await import("node:child_process");
+  const { readFileSync } = await import("node:fs");
+  const dir = t.testdir();
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-keyout",
+      `${dir}/key.pem`,
+      "-out",
+      `${dir}/cert.pem`,
+    ],
+    { stdio: "ignore" },
+  );
+  const { PostgresListener } = await import("../../src/proxy/postgres/server.js");
+  const listener = new PostgresListener({
+    host: "127.0.0.1",
+    port: 0,
+    resources: [
+      {
+        name: "orders-db",
+        labels: { env: "production" },
+        upstream: {
+          host: g.db.host,
+          port: g.db.port,
+          database: g.db.database,
+          user: g.db.user,
+          password: g.db.password,
+        },
+      },
+    ],
+    pipeline: g.gw.pipeline,
+    auth: g.gw.verifier,
+    tls: { cert: readFileSync(`${dir}/cert.pem`), key: readFileSync(`${dir}/key.pem`) },
+  });
+  const { port } = await listener.listen();
+  t.teardown(() => listener.close());
+  const token = await g.tokenFor("alice");
+  const r = await run("psql", [
+    `postgres://alice:${encodeURIComponent(token)}@127.0.0.1:${port}/orders-db?sslmode=require`,
+    "-X",
+    "-A",
+    "-t",
+    "-c",
+    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+  ]);
+  t.equal(r.code, 0, r.stderr);
+  const info = await run("psql", [
+    `postgres://alice:${encodeURIComponent(token)}@127.0.0.1:${port}/orders-db?sslmode=require`,
+    "-X",
+    "-c",
+    "\\conninfo",
+  ]);
+  t.match(info.stdout, /SSL connection \(protocol: TLSv1\.[23]/, "the client's connection is encrypted");
+});
