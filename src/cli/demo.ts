@@ -43,6 +43,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
       },
     ],
     store: { type: "embedded", dir: join(dataDir, "store") },
+    audit: { dir: join(dataDir, "audit") },
     approvals: { wait_timeout_s: 300 },
   };
   const gw = await startGateway(config, {
@@ -65,6 +66,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     `  policy              ${packagePath("policies")} (rebuilt with opa on every save; revision ${gw.engine.revision})`,
     `  control-plane API   http://127.0.0.1:${gw.api?.port}  (approvals, /metrics, /openapi.json)`,
     `  identity            ${issuer.issuer} (development issuer)`,
+    `  audit spool         ${join(dataDir, "audit")}  (follow it: node ${packagePath("bin", "pamgate.js")} audit tail --spool ${join(dataDir, "audit")} --follow)`,
     "",
     "Tokens (8 h) — paste these into your shell:",
     `  export ALICE='${alice}'`,
