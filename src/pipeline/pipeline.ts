@@ -90,7 +90,7 @@ export interface PipelineOptions {
   /** How long a command may be held waiting for an approver. */
   approvalTimeoutMs?: number;
   log?: Logger;
-  /** Called when a command is held for approval, so the adapter can tell the user (e.g. a NOTICE). */
+  /** The clock for the token-expiry check, in ms since the epoch (default Date.now). */
   now?: () => number;
 }
 

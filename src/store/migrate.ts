@@ -95,3 +95,18 @@ function verifyRecorded(
     }
   }
 }
+
+/** Migrates a freshly opened store; on failure closes it before rethrowing, so no connection or lock leaks. */
+export async function migrateOrClose<S extends Pick<Store, "transaction" | "close">>(
+  store: S,
+  migrations: readonly Migration[] = MIGRATIONS,
+  log: Logger = silentLogger,
+): Promise<S> {
+  try {
+    await migrate(store, migrations, log);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  return store;
+}

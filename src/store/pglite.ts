@@ -7,7 +7,7 @@ import { join, resolve } from "node:path";
 import { PGlite, type Transaction as PgliteTransaction } from "@electric-sql/pglite";
 import { type Logger, silentLogger } from "../util/log.js";
 import { lockDirectory } from "./dir-lock.js";
-import { migrate } from "./migrate.js";
+import { migrateOrClose } from "./migrate.js";
 import { MIGRATIONS, type Migration } from "./migrations.js";
 import { assertChannel, type NotificationHandler, type Queryable, type Row, type Store } from "./store.js";
 
@@ -84,11 +84,5 @@ export async function openPgliteStore(options: PgliteStoreOptions = {}): Promise
     },
   };
 
-  try {
-    await migrate(store, options.migrations ?? MIGRATIONS, log);
-  } catch (err) {
-    await store.close();
-    throw err;
-  }
-  return store;
+  return migrateOrClose(store, options.migrations ?? MIGRATIONS, log);
 }

@@ -3,7 +3,7 @@
 // replica wakes the waiters on every other.
 import pg from "pg";
 import { type Logger, silentLogger } from "../util/log.js";
-import { migrate } from "./migrate.js";
+import { migrateOrClose } from "./migrate.js";
 import { MIGRATIONS, type Migration } from "./migrations.js";
 import { PgListener, type PgListenerOptions } from "./pg-listener.js";
 import { assertChannel, type Queryable, type Row, type Store } from "./store.js";
@@ -77,11 +77,5 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     },
   };
 
-  try {
-    await migrate(store, options.migrations ?? MIGRATIONS, log);
-  } catch (err) {
-    await store.close();
-    throw err;
-  }
-  return store;
+  return migrateOrClose(store, options.migrations ?? MIGRATIONS, log);
 }

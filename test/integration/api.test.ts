@@ -14,6 +14,7 @@ import { DecisionEngine } from "../../src/decision/engine.js";
 import { TokenVerifier } from "../../src/identity/verifier.js";
 import { registry } from "../../src/metrics.js";
 import { openStore } from "../../src/store/open.js";
+import { ddlRequest } from "../helpers/approvals.js";
 import { activeFrom, verdictPolicy } from "../helpers/bundles.js";
 import { startTestIdp } from "../helpers/idp.js";
 
@@ -63,20 +64,8 @@ const identities: Record<string, Identity> = {};
 for (const [user, token] of Object.entries(tokens))
   identities[user] = (await verifier.verify(token)).identity;
 
-let n = 0;
 async function createRequest(overrides: Partial<NewApprovalRequest> = {}): Promise<ApprovalRequest> {
-  n++;
-  return approvals.create({
-    requester: identities.alice as Identity,
-    resource: "orders-db",
-    protocol: "postgres",
-    command: { text: `ALTER TABLE orders ADD COLUMN note_${n} text`, fingerprint: `fp-${n}` },
-    reasons: [{ code: "pg.ddl_needs_approval", message: "ALTER TABLE is a schema change (DDL)" }],
-    rule: { groups: ["dba"], min_approvals: 1, ttl_s: 600 },
-    decisionId: crypto.randomUUID(),
-    sessionId: "session-1",
-    ...overrides,
-  });
+  return approvals.create(ddlRequest(identities.alice as Identity, overrides));
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: response bodies are read field by field and checked by the assertions

@@ -4,31 +4,19 @@
 import t from "tap";
 import { ApprovalService } from "../../src/approvals/service.js";
 import type { NewApprovalRequest } from "../../src/approvals/types.js";
-import type { Identity } from "../../src/decision/contract.js";
 import { openPostgresStore } from "../../src/store/postgres.js";
+import { ddlRequest, person } from "../helpers/approvals.js";
 import { startPostgres } from "../helpers/postgres.js";
 
-const person = (sub: string, groups: string[]): Identity => ({
-  sub,
-  iss: "https://idp.example.com",
-  email: `${sub}@example.com`,
-  groups,
-  client_id: null,
-  actors: [{ sub }],
-});
 const alice = person("alice", ["engineering"]);
 const bob = person("bob", ["dba"]);
 
-const newRequest = (): NewApprovalRequest => ({
-  requester: alice,
-  resource: "orders-db",
-  protocol: "postgres",
-  command: { text: "ALTER TABLE orders ADD COLUMN note text", fingerprint: "fp-alter-orders-note" },
-  reasons: [{ code: "pg.ddl_needs_approval", message: "ALTER TABLE is a schema change (DDL)" }],
-  rule: { groups: ["dba"], min_approvals: 1, ttl_s: 300 },
-  decisionId: crypto.randomUUID(),
-  sessionId: "session-a",
-});
+const newRequest = (): NewApprovalRequest =>
+  ddlRequest(alice, {
+    command: { text: "ALTER TABLE orders ADD COLUMN note text", fingerprint: "fp-alter-orders-note" },
+    rule: { groups: ["dba"], min_approvals: 1, ttl_s: 300 },
+    sessionId: "session-a",
+  });
 
 const server = await startPostgres();
 t.teardown(() => server.stop());

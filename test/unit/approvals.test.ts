@@ -14,17 +14,9 @@ import { metrics } from "../../src/metrics.js";
 import { openPgliteStore } from "../../src/store/pglite.js";
 import { openPostgresStore } from "../../src/store/postgres.js";
 import type { Store } from "../../src/store/store.js";
+import { ddlRequest, person } from "../helpers/approvals.js";
 import { startPostgres } from "../helpers/postgres.js";
 
-const ISS = "https://idp.example.com";
-const person = (sub: string, groups: string[]): Identity => ({
-  sub,
-  iss: ISS,
-  email: `${sub}@example.com`,
-  groups,
-  client_id: null,
-  actors: [{ sub }],
-});
 const alice = person("alice", ["engineering"]);
 const bob = person("bob", ["dba"]);
 const carol = person("carol", ["dba", "engineering"]);
@@ -40,20 +32,8 @@ const ciBot: Identity = { ...person("ci-bot", ["dba"]), client_id: "ci-bot" };
 /** bob, but presented by ci-bot: an agent of the requester in the approver's chain. */
 const bobViaCiBot: Identity = { ...bob, client_id: "ci-bot", actors: [{ sub: "bob" }, { sub: "ci-bot" }] };
 
-let commands = 0;
 function request(overrides: Partial<NewApprovalRequest> = {}): NewApprovalRequest {
-  const n = ++commands;
-  return {
-    requester: alice,
-    resource: "orders-db",
-    protocol: "postgres",
-    command: { text: `ALTER TABLE orders ADD COLUMN note_${n} text`, fingerprint: `fp-${n}` },
-    reasons: [{ code: "pg.ddl_needs_approval", message: "ALTER TABLE is a schema change (DDL)" }],
-    rule: { groups: ["dba"], min_approvals: 1, ttl_s: 600 },
-    decisionId: crypto.randomUUID(),
-    sessionId: "session-1",
-    ...overrides,
-  };
+  return ddlRequest(alice, overrides);
 }
 
 t.test("rules without a database", async (t) => {
