@@ -8,6 +8,10 @@
 // "template_strings" (needs internal.template_string, which the wasm target lacks) and "rego_v2"/"rego_v2_import"
 // (a newer language version the wasm SDK has not been checked against).
 //
+// Also left out: builtins whose answer is not a function of the input — `rand.intn`. The gateway reuses a
+// verdict for an identical input within the same second (src/decision/engine.ts), which is only right because
+// a policy is a pure function of its input; a policy that draws random numbers fails to build instead.
+//
 // Usage: node scripts/gen-capabilities.mjs [--check]   (--check: fail if the committed file is out of date)
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -25,8 +29,12 @@ if (!Array.isArray(sdk.builtins) || sdk.builtins.length === 0) {
   throw new Error(`${sdkDir}/capabilities.json has no builtins`);
 }
 
+const IMPURE = new Set(["rand.intn"]);
+
 const capabilities = {
-  builtins: [...sdk.builtins].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+  builtins: [...sdk.builtins]
+    .filter((b) => !IMPURE.has(b.name))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
   // The keywords Rego v1 made standard; listed so modules that still `import future.keywords.*` keep loading.
   future_keywords: ["contains", "every", "if", "in"],
   // What OPA 1.x itself advertises for Rego v1 (`opa capabilities --version v1.10.0`).

@@ -87,7 +87,7 @@ export async function runConformance(opts: {
   const rego = await evalWithOpa(opts.policies, opts.capabilities, fixtures);
   return fixtures.map((f, i) => {
     const byRego = rego[i];
-    const byWasm = evaluateVerdict(opts.wasm, f.inputJson);
+    const byWasm = evaluateVerdict(opts.wasm, f.inputJson).verdict;
     const problems: string[] = [];
     if (!isDeepStrictEqual(byRego, f.expected)) problems.push(`opa eval gave ${JSON.stringify(byRego)}`);
     if (!isDeepStrictEqual(byWasm, f.expected)) problems.push(`policy.wasm gave ${JSON.stringify(byWasm)}`);

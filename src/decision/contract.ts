@@ -80,6 +80,13 @@ export interface Decision {
   revision: string | null;
   /** Wall-clock time spent in policy evaluation (serialize + wasm + validate), nanoseconds. */
   eval_ns: number;
+  /** When the decision was made (RFC 3339, microseconds): the decision log event's `timestamp`. */
+  timestamp?: string;
+  /**
+   * Shared by every decision the engine answered from one evaluation (same policy, same input): lets the decision
+   * log reuse what it derived from that input (the masked input) instead of deriving it again. Not serialized.
+   */
+  memo?: object;
   /** The input exactly as the policy saw it (JSON), for the decision log. */
   input_json: string;
   /**
@@ -116,10 +123,58 @@ export function nowFrom(epochNs: bigint): Now {
   return { rfc3339, ns: epochNs };
 }
 
-/** The current time, with microsecond resolution, in the form policies receive it. */
+/** The current time, with microsecond resolution (decision log timestamps). */
 export function currentTime(): Now {
-  const epochUs = Math.round((performance.timeOrigin + performance.now()) * 1000);
-  return nowFrom(BigInt(epochUs) * 1000n);
+  const us = epochMicros();
+  const second = Math.floor(us / 1e6);
+  const micros = us - second * 1e6;
+  if (micros === 0) return nowFrom(BigInt(us) * 1000n);
+  // Built from the second's cached form: this runs for every command, and BigInt arithmetic plus
+  // toISOString cost more than the rest of the decision log event.
+  const s = secondTime(second);
+  return {
+    rfc3339: `${s.rfc3339.slice(0, -1)}.${String(micros).padStart(6, "0")}Z`,
+    ns: s.ns + BigInt(micros) * 1000n,
+  };
+}
+
+/** The current time's RFC 3339 form with microseconds, without the bigint (decision log timestamps). */
+export function currentTimestamp(): string {
+  const us = epochMicros();
+  const second = Math.floor(us / 1e6);
+  const micros = us - second * 1e6;
+  const base = secondTime(second).rfc3339;
+  return micros === 0 ? base : `${base.slice(0, -1)}.${String(micros).padStart(6, "0")}Z`;
+}
+
+/** Microseconds since the epoch, from the monotonic clock's origin (Date.now has only milliseconds). */
+export function epochMicros(): number {
+  return Math.round((performance.timeOrigin + performance.now()) * 1000);
+}
+
+/**
+ * The time a live command's policy input carries: whole seconds. Policies decide on time windows, not on
+ * microseconds, and a second-resolution clock makes the input of a repeated command identical within the
+ * second, which is what lets the engine reuse the verdict (see SessionInput). The decision log keeps the exact
+ * time in the event's `timestamp`.
+ */
+export function policyTime(epochUs: number = epochMicros()): Now {
+  return secondTime(Math.floor(epochUs / 1e6));
+}
+
+let lastSecond = Number.NaN;
+let lastSecondTime: Now = { rfc3339: "", ns: 0n };
+
+/** The Now of a whole second (seconds since the epoch), the latest one cached: one object per second. */
+function secondTime(second: number): Now {
+  if (second !== lastSecond) {
+    lastSecondTime = Object.freeze({
+      rfc3339: `${new Date(second * 1000).toISOString().slice(0, 19)}Z`,
+      ns: BigInt(second) * 1_000_000_000n,
+    });
+    lastSecond = second;
+  }
+  return lastSecondTime;
 }
 
 /** Parses an RFC 3339 timestamp exactly, keeping sub-millisecond digits (Date alone would drop them). */

@@ -5,11 +5,12 @@
 // the next one sees the new one. No locks, no half-loaded state.
 import { randomUUID } from "node:crypto";
 import {
-  currentTime,
+  currentTimestamp,
   type Decision,
   ENGINE_REASONS,
   type Now,
   type PolicyInput,
+  policyTime,
   VERDICT_ENTRYPOINT,
   type Verdict,
 } from "./contract.js";
@@ -80,56 +81,113 @@ export class DecisionEngine {
 
   /** Decides one command. Always returns a verdict; every failure is a block with an engine.* reason. */
   evaluate(input: PolicyInput): Decision {
-    return this.decide(() => serializeInput(input));
+    return this.decide(() => serializeInput(input)).decision;
   }
 
   /**
    * Decides one command of a session whose identity, resource and session fields were serialized once
    * (see SessionInput): the per-command work is only the command and the clock. This is what the protocol
    * adapters call for every statement or request.
+   *
+   * A frozen `command` (the adapters' analysis caches hand out frozen, shared objects) is memoized per session:
+   * the same command object, under the same active policy, in the same second of `now` gives exactly the same
+   * input, and a policy is a pure function of its input (the wasm target has no clock, randomness or I/O), so
+   * the verdict of the first evaluation is the verdict. Each decision still gets its own id and timestamp.
    */
   evaluateCommand(
     session: SessionInput,
     command: Record<string, unknown>,
-    now: Now = currentTime(),
+    now: Now = policyTime(),
   ): Decision {
-    return this.decide(() => session.serialize(command, now));
+    const active = this.active;
+    if (active && Object.isFrozen(command)) {
+      const hit = session.memoized(command, active.policy, now.ns);
+      if (hit) {
+        return {
+          decision_id: randomUUID(),
+          verdict: hit.verdict,
+          revision: active.revision,
+          eval_ns: 0,
+          timestamp: currentTimestamp(),
+          input_json: hit.inputJson,
+          policy: active.policy,
+          memo: hit,
+        };
+      }
+      const { decision, evaluated } = this.decide(() => session.serialize(command, now), active);
+      if (evaluated) {
+        decision.memo = session.memoize(
+          command,
+          active.policy,
+          now.ns,
+          decision.verdict,
+          decision.input_json,
+        );
+      }
+      return decision;
+    }
+    return this.decide(() => session.serialize(command, now), active).decision;
   }
 
-  private decide(serialize: () => string): Decision {
+  private decide(
+    serialize: () => string,
+    active: ActivePolicy | null = this.active, // captured once: a concurrent swap does not affect this evaluation
+  ): { decision: Decision; evaluated: boolean } {
     const started = performance.now();
-    const active = this.active; // captured once: a concurrent swap does not affect this evaluation
     let inputJson = "";
     let verdict: Verdict;
+    let evaluated = false;
     try {
       inputJson = serialize();
-      verdict = active
-        ? evaluateVerdict(active.policy, inputJson)
-        : blockVerdict(ENGINE_REASONS.noBundle, "no policy bundle is loaded yet; every command is blocked");
+      if (active) {
+        const r = evaluateVerdict(active.policy, inputJson);
+        verdict = r.verdict;
+        evaluated = r.fromPolicy;
+      } else {
+        verdict = blockVerdict(
+          ENGINE_REASONS.noBundle,
+          "no policy bundle is loaded yet; every command is blocked",
+        );
+      }
     } catch (err) {
       verdict = blockVerdict(
         ENGINE_REASONS.badInput,
         `the command could not be prepared for policy: ${errorText(err)}`,
       );
     }
-    return {
+    const decision: Decision = {
       decision_id: randomUUID(),
       verdict,
       revision: active?.revision ?? null,
       eval_ns: Math.round((performance.now() - started) * 1e6),
+      timestamp: currentTimestamp(),
       input_json: inputJson,
       policy: active?.policy ?? null,
     };
+    return { decision, evaluated };
   }
 }
+
+/** One memoized evaluation (see DecisionEngine.evaluateCommand). Its identity is the decisions' `memo`. */
+export interface MemoEntry {
+  policy: WasmPolicy;
+  nowNs: bigint;
+  verdict: Verdict;
+  inputJson: string;
+}
+
+/** Distinct commands a session remembers verdicts for; beyond it the memo starts over (statements repeat). */
+const MEMO_ENTRIES = 256;
 
 /**
  * The parts of the policy input that stay fixed for a session — protocol, resource, identity, session —
  * serialized once, so each command costs only the serialization of the command itself. Make a new one when
- * any of them changes (a refreshed token, an approval grant).
+ * any of them changes (a refreshed token, an approval grant). It also holds the session's verdict memo.
  */
 export class SessionInput {
   private readonly prefix: string;
+  /** Frozen command object → its latest evaluation. Created on first use: idle sessions hold no map. */
+  private memo: Map<object, MemoEntry> | null = null;
 
   constructor(readonly fixed: Omit<PolicyInput, "command" | "now">) {
     const { protocol, resource, identity, session } = fixed;
@@ -139,33 +197,69 @@ export class SessionInput {
   serialize(command: Record<string, unknown>, now: Now): string {
     return `${this.prefix},"command":${JSON.stringify(command)},${nowJson(now)}}`;
   }
+
+  memoized(command: object, policy: WasmPolicy, nowNs: bigint): MemoEntry | undefined {
+    const e = this.memo?.get(command);
+    return e && e.policy === policy && e.nowNs === nowNs ? e : undefined;
+  }
+
+  memoize(
+    command: object,
+    policy: WasmPolicy,
+    nowNs: bigint,
+    verdict: Verdict,
+    inputJson: string,
+  ): MemoEntry {
+    this.memo ??= new Map();
+    if (this.memo.size >= MEMO_ENTRIES && !this.memo.has(command)) this.memo.clear();
+    // Shared by every decision answered from it, so nobody may change it.
+    const entry: MemoEntry = { policy, nowNs, verdict: deepFreeze(verdict), inputJson };
+    this.memo.set(command, entry);
+    return entry;
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 function nowJson(now: Now): string {
   return `"now":{"rfc3339":${JSON.stringify(now.rfc3339)},"ns":${now.ns.toString()}}`;
 }
 
-/** Runs the verdict entrypoint and checks the result; any problem becomes a block naming it. */
-export function evaluateVerdict(policy: WasmPolicy, inputJson: string): Verdict {
+/**
+ * Runs the verdict entrypoint and checks the result; any problem becomes a block naming it. `fromPolicy`: the
+ * verdict is the policy's own answer (not the engine's failing closed), so it may be memoized.
+ */
+export function evaluateVerdict(
+  policy: WasmPolicy,
+  inputJson: string,
+): { verdict: Verdict; fromPolicy: boolean } {
   let result: unknown;
   try {
     result = policy.evaluate(inputJson, VERDICT_ENTRYPOINT);
   } catch (err) {
-    return blockVerdict(ENGINE_REASONS.evalError, `policy evaluation failed: ${errorText(err)}`);
+    return failed(ENGINE_REASONS.evalError, `policy evaluation failed: ${errorText(err)}`);
   }
   if (result === undefined) {
-    return blockVerdict(
+    return failed(
       ENGINE_REASONS.undefined,
       `policy returned no verdict (${VERDICT_ENTRYPOINT} is undefined for this input; give it a default)`,
     );
   }
   const problem = verdictProblem(result);
-  if (problem) {
-    return blockVerdict(ENGINE_REASONS.invalidVerdict, `policy returned an invalid verdict: ${problem}`);
-  }
+  if (problem) return failed(ENGINE_REASONS.invalidVerdict, `policy returned an invalid verdict: ${problem}`);
   const verdict = result as Verdict;
   // Normalize optional fields so adapters can rely on them.
   verdict.mask ??= [];
   verdict.approval ??= null;
-  return verdict;
+  return { verdict, fromPolicy: true };
+}
+
+function failed(code: string, message: string): { verdict: Verdict; fromPolicy: boolean } {
+  return { verdict: blockVerdict(code, message), fromPolicy: false };
 }

@@ -3,7 +3,8 @@
 import t from "tap";
 import { readBundleArchive, writeBundleArchive } from "../../src/bundles/archive.js";
 import { loadBundleArchive } from "../../src/bundles/bundle.js";
-import { DecisionEngine, serializeInput } from "../../src/decision/engine.js";
+import { currentTime, currentTimestamp, nowFromRfc3339, policyTime } from "../../src/decision/contract.js";
+import { DecisionEngine, SessionInput, serializeInput } from "../../src/decision/engine.js";
 import { activeFrom, buildTestBundle, sampleInput, verdictPolicy } from "../helpers/bundles.js";
 
 const allow = `{"action": "allow", "reasons": [{"code": "test.ok", "message": "fine"}], "mask": [], "approval": null}`;
@@ -207,4 +208,93 @@ t.test("serializeInput writes nanoseconds beyond 2^53 exactly", async (t) => {
   const json = serializeInput(sampleInput());
   t.match(json, /"ns":1795680001123456789}}$/);
   t.equal(JSON.parse(json).protocol, "postgres");
+});
+
+t.test(
+  "a session's repeated command is evaluated once per second and policy, and reused exactly",
+  async (t) => {
+    const engine = new DecisionEngine();
+    const active = await activeFrom(
+      buildTestBundle({
+        "main.rego": `package pamgate.main\n\nverdict := {"action": "allow", "reasons": [{"code": "t.at", "message": input.now.rfc3339}]}\n`,
+      }),
+    );
+    let evaluations = 0;
+    const evaluate = active.policy.evaluate.bind(active.policy);
+    active.policy.evaluate = (input: string, entrypoint: string) => {
+      evaluations++;
+      return evaluate(input, entrypoint);
+    };
+    engine.activate(active);
+    const { command: _, now: __, ...fixed } = sampleInput();
+    const session = new SessionInput(fixed);
+    const command = Object.freeze({ statement: "select", tables: Object.freeze({ read: ["public.t"] }) });
+    const second = policyTime(Date.parse("2026-11-26T08:00:01Z") * 1000 + 250_000);
+    t.same(
+      second,
+      { rfc3339: "2026-11-26T08:00:01Z", ns: 1795680001000000000n },
+      "live commands carry whole seconds",
+    );
+    t.equal(policyTime(Date.parse("2026-11-26T08:00:01Z") * 1000 + 999_999), second, "one object per second");
+
+    const a = engine.evaluateCommand(session, command, second);
+    const b = engine.evaluateCommand(session, command, second);
+    t.equal(evaluations, 1, "the second decision reuses the first evaluation");
+    t.equal(b.verdict, a.verdict, "the very same verdict");
+    t.equal(b.input_json, a.input_json, "the input it decided on is identical");
+    t.ok(a.memo && b.memo === a.memo, "both decisions share the memo the decision log keys on");
+    t.not(b.decision_id, a.decision_id, "but each decision has its own id");
+    t.ok(
+      Object.isFrozen(a.verdict) && Object.isFrozen(a.verdict.reasons[0]),
+      "a shared verdict cannot be changed",
+    );
+
+    engine.evaluateCommand(session, command, policyTime(Date.parse("2026-11-26T08:00:02Z") * 1000));
+    t.equal(evaluations, 2, "the next second is a new input");
+    engine.evaluateCommand(session, { ...command }, second);
+    engine.evaluateCommand(session, { ...command }, second);
+    t.equal(evaluations, 4, "a command object that is not frozen is never reused");
+    engine.evaluateCommand(new SessionInput(fixed), command, second);
+    t.equal(evaluations, 5, "another session has its own memo");
+
+    engine.activate(
+      await activeFrom(
+        verdictPolicy(`{"action": "block", "reasons": [{"code": "t.new", "message": "new"}]}`),
+      ),
+    );
+    const c = engine.evaluateCommand(session, command, second);
+    t.equal(c.verdict.reasons[0]?.code, "t.new", "a newly activated bundle is evaluated, not the memo");
+  },
+);
+
+t.test("an engine failure is not reused: the next identical command is evaluated again", async (t) => {
+  const engine = new DecisionEngine();
+  const active = await activeFrom(
+    buildTestBundle({
+      "main.rego": `package pamgate.main\n\nverdict := ${allow} if input.protocol == "ssh"\n`,
+    }),
+  );
+  let evaluations = 0;
+  const evaluate = active.policy.evaluate.bind(active.policy);
+  active.policy.evaluate = (input: string, entrypoint: string) => {
+    evaluations++;
+    return evaluate(input, entrypoint);
+  };
+  engine.activate(active);
+  const { command: _, now: __, ...fixed } = sampleInput();
+  const session = new SessionInput(fixed);
+  const command = Object.freeze({ statement: "select" });
+  const now = policyTime();
+  t.equal(engine.evaluateCommand(session, command, now).verdict.reasons[0]?.code, "engine.undefined");
+  t.equal(engine.evaluateCommand(session, command, now).verdict.reasons[0]?.code, "engine.undefined");
+  t.equal(evaluations, 2);
+});
+
+t.test("decision timestamps have microseconds and agree with the nanosecond clock form", async (t) => {
+  for (let i = 0; i < 50; i++) {
+    const now = currentTime();
+    t.match(now.rfc3339, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6})?Z$/);
+    t.equal(nowFromRfc3339(now.rfc3339).ns, now.ns, "rfc3339 and ns are the same instant");
+    t.match(currentTimestamp(), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$/);
+  }
 });
