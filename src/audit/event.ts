@@ -58,6 +58,32 @@ function str(v: JsonValue | undefined): string | undefined {
 
 const NOW_RFC3339 = /"now":\{"rfc3339":"([^"\\]+)"/;
 
+/**
+ * What an event derives from the decision's input and verdict alone: the masked input and result and pamgate's
+ * identifying fields. Decisions the engine answered from one evaluation (`Decision.memo`) have the same input and
+ * verdict, so this is computed for the first of them and reused (the mask rule is then evaluated once, with that
+ * first event's decision_id and timestamp: a mask rule decides on the input and result, never on those two).
+ */
+interface InputParts {
+  /** What the parts were computed for, beyond the memo itself. */
+  labelsJson: string;
+  bundlesJson: string | undefined;
+  requestedBy: string | undefined;
+  inputOut: string | undefined;
+  resultOut: string | undefined;
+  erased: string[];
+  masked: string[];
+  maskError: string | undefined;
+  /** `"protocol":…,"resource":…,"identity":…`, taken from the masked input. */
+  fieldsJson: string;
+  /** The input's session.id and session.approval_id. */
+  sessionId: string | null;
+  approvalId: JsonValue | undefined;
+  requestedByFromInput: string;
+}
+
+const partsByMemo = new WeakMap<object, InputParts>();
+
 /** Builds the event for one decision: mask, then serialize. Never throws for a well-formed Decision. */
 export function buildDecisionEvent(
   decision: Decision,
@@ -65,13 +91,58 @@ export function buildDecisionEvent(
   context: DecisionContext = {},
 ): DecisionEvent {
   const inputJson = decision.input_json;
-  const timestamp = (inputJson && NOW_RFC3339.exec(inputJson)?.[1]) || currentTime().rfc3339;
-  const resultJson = JSON.stringify(decision.verdict);
+  const timestamp =
+    decision.timestamp || (inputJson && NOW_RFC3339.exec(inputJson)?.[1]) || currentTime().rfc3339;
   const bundlesJson =
     decision.revision === null
       ? undefined
       : `{${JSON.stringify(options.bundleName)}:{"revision":${JSON.stringify(decision.revision)}}}`;
   const labelsJson = JSON.stringify(options.labels);
+
+  let parts = decision.memo ? partsByMemo.get(decision.memo) : undefined;
+  if (
+    !parts ||
+    parts.labelsJson !== labelsJson ||
+    parts.bundlesJson !== bundlesJson ||
+    parts.requestedBy !== context.requested_by
+  ) {
+    parts = inputParts(decision, timestamp, labelsJson, bundlesJson, context.requested_by);
+    if (decision.memo) partsByMemo.set(decision.memo, parts);
+  }
+  const requestedBy = context.requested_by ?? parts.requestedByFromInput;
+  const sessionId = context.session_id ?? parts.sessionId;
+  const approval = context.approval_id !== undefined ? context.approval_id : (parts.approvalId ?? null);
+
+  let json = `{"decision_id":${JSON.stringify(decision.decision_id)},"path":"${VERDICT_ENTRYPOINT}"`;
+  if (parts.inputOut !== undefined) json += `,"input":${parts.inputOut}`;
+  if (parts.resultOut !== undefined) json += `,"result":${parts.resultOut}`;
+  if (bundlesJson) json += `,"bundles":${bundlesJson}`;
+  json += `,"labels":${labelsJson},"timestamp":"${timestamp}"`;
+  json += `,"metrics":{"timer_rego_query_eval_ns":${Math.max(0, Math.round(decision.eval_ns))}}`;
+  if (parts.erased.length > 0) json += `,"erased":${JSON.stringify(parts.erased)}`;
+  if (parts.masked.length > 0) json += `,"masked":${JSON.stringify(parts.masked)}`;
+  json += `,"requested_by":${JSON.stringify(requestedBy)}`;
+  // pamgate's fields, in this order: session_id, protocol, resource, identity, action, reason_codes, approval_id.
+  json += `,"session_id":${JSON.stringify(sessionId)},${parts.fieldsJson}`;
+  json += `,"action":${JSON.stringify(context.action ?? decision.verdict.action)}`;
+  json += `,"reason_codes":${JSON.stringify((context.reasons ?? decision.verdict.reasons).map((r) => r.code))}`;
+  json += `,"approval_id":${JSON.stringify(typeof approval === "string" ? approval : null)}`;
+  if (parts.maskError) json += `,"mask_error":${JSON.stringify(parts.maskError)}`;
+  json += "}";
+  const out: DecisionEvent = { decision_id: decision.decision_id, session_id: sessionId, json };
+  if (parts.maskError) out.mask_error = parts.maskError;
+  return out;
+}
+
+function inputParts(
+  decision: Decision,
+  timestamp: string,
+  labelsJson: string,
+  bundlesJson: string | undefined,
+  contextRequestedBy: string | undefined,
+): InputParts {
+  const inputJson = decision.input_json;
+  const resultJson = JSON.stringify(decision.verdict);
 
   // The unmasked input, parsed once: the source of pamgate's fields and the copy masking edits.
   let input: JsonValue | undefined;
@@ -84,7 +155,8 @@ export function buildDecisionEvent(
     }
   }
   const session = asObject(asObject(input)?.session);
-  const requestedBy = context.requested_by ?? str(session?.client_addr) ?? "";
+  const requestedByFromInput = str(session?.client_addr) ?? "";
+  const requestedBy = contextRequestedBy ?? requestedByFromInput;
 
   const target: MaskTarget = { erased: [], masked: [] };
   let maskError: string | undefined = parseError;
@@ -124,24 +196,22 @@ export function buildDecisionEvent(
     target.masked = [];
     fieldsFrom = input;
   }
-
-  const fields = pamgateFields(asObject(fieldsFrom), decision, context);
-
-  let json = `{"decision_id":${JSON.stringify(decision.decision_id)},"path":"${VERDICT_ENTRYPOINT}"`;
-  if (inputOut !== undefined) json += `,"input":${inputOut}`;
-  if (resultOut !== undefined) json += `,"result":${resultOut}`;
-  if (bundlesJson) json += `,"bundles":${bundlesJson}`;
-  json += `,"labels":${labelsJson},"timestamp":"${timestamp}"`;
-  json += `,"metrics":{"timer_rego_query_eval_ns":${Math.max(0, Math.round(decision.eval_ns))}}`;
-  if (target.erased.length > 0) json += `,"erased":${JSON.stringify(target.erased)}`;
-  if (target.masked.length > 0) json += `,"masked":${JSON.stringify(target.masked)}`;
-  json += `,"requested_by":${JSON.stringify(requestedBy)}`;
-  json += `,${fields.json}`;
-  if (maskError) json += `,"mask_error":${JSON.stringify(maskError)}`;
-  json += "}";
-  const out: DecisionEvent = { decision_id: decision.decision_id, session_id: fields.session_id, json };
-  if (maskError) out.mask_error = maskError;
-  return out;
+  const from = asObject(fieldsFrom);
+  const fromSession = asObject(from?.session);
+  return {
+    labelsJson,
+    bundlesJson,
+    requestedBy: contextRequestedBy,
+    inputOut,
+    resultOut,
+    erased: target.erased,
+    masked: target.masked,
+    maskError,
+    fieldsJson: identifyingFields(from),
+    sessionId: str(fromSession?.id) ?? null,
+    approvalId: fromSession?.approval_id,
+    requestedByFromInput,
+  };
 }
 
 function pick(o: Obj | undefined, keys: string[]): Obj | null {
@@ -151,28 +221,18 @@ function pick(o: Obj | undefined, keys: string[]): Obj | null {
   return out;
 }
 
-function pamgateFields(
-  input: Obj | undefined,
-  decision: Decision,
-  context: DecisionContext,
-): { json: string; session_id: string | null } {
-  const session = asObject(input?.session);
+/** `"protocol":…,"resource":…,"identity":…` of pamgate's top-level fields: identifiers only, never the command. */
+function identifyingFields(input: Obj | undefined): string {
   const identity = pick(asObject(input?.identity), ["sub", "iss", "client_id"]);
   const actors = input?.identity && asObject(input.identity)?.actors;
   if (identity && Array.isArray(actors)) {
     identity.actors = actors.map((a) => pick(asObject(a), ["sub", "iss", "client_id"]));
   }
   const resource = asObject(input?.resource);
-  const sessionId = context.session_id ?? str(session?.id) ?? null;
-  const approval = context.approval_id !== undefined ? context.approval_id : (session?.approval_id ?? null);
   const fields: Obj = {
-    session_id: sessionId,
     protocol: str(input?.protocol) ?? null,
     resource: resource ? pick(resource, ["name", "kind", "labels"]) : null,
     identity,
-    action: context.action ?? decision.verdict.action,
-    reason_codes: (context.reasons ?? decision.verdict.reasons).map((r) => r.code),
-    approval_id: typeof approval === "string" ? approval : null,
   };
-  return { json: JSON.stringify(fields).slice(1, -1), session_id: sessionId };
+  return JSON.stringify(fields).slice(1, -1);
 }

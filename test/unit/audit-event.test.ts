@@ -277,3 +277,35 @@ t.test("the example bundle's mask rule, through the real engine", async (t) => {
     "the actor chain, original requester first",
   );
 });
+
+t.test("decisions answered from one evaluation are masked once and keep their own id and time", async (t) => {
+  const policy = fakePolicy(["/input/identity/email"]);
+  const memo = {};
+  const first = { ...decision(policy), memo, timestamp: "2026-11-26T08:00:01.000100Z" };
+  const second = {
+    ...decision(policy),
+    memo,
+    decision_id: "0b7d2f9e-3c1a-4e8b-9f60-1d2c3b4a5e6f",
+    timestamp: "2026-11-26T08:00:01.000900Z",
+    eval_ns: 0,
+  };
+  const a = JSON.parse(buildDecisionEvent(first, options, { action: "allow" }).json);
+  const b = JSON.parse(
+    buildDecisionEvent(second, options, { action: "block", reasons: [{ code: "x.y" }] }).json,
+  );
+  t.equal(policy.seen.length, 1, "the mask rule ran for the first event only");
+  t.same(b.input, a.input, "the same masked input");
+  t.same(b.erased, ["/input/identity/email"]);
+  t.equal(b.input.identity.email, undefined);
+  t.equal(b.decision_id, "0b7d2f9e-3c1a-4e8b-9f60-1d2c3b4a5e6f");
+  t.equal(b.timestamp, "2026-11-26T08:00:01.000900Z", "the event's own time, not the input's");
+  t.same([a.action, b.action], ["allow", "block"], "what was enforced is per event");
+  t.same(b.reason_codes, ["x.y"]);
+
+  const other = buildDecisionEvent(
+    { ...decision(policy), memo },
+    { ...options, labels: { ...options.labels, id: "instance-2" } },
+  );
+  t.equal(policy.seen.length, 2, "other labels (another audit trail) are masked afresh");
+  t.equal(JSON.parse(other.json).labels.id, "instance-2");
+});
