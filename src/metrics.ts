@@ -11,6 +11,12 @@ export const metrics = {
     labelNames: ["action", "protocol"] as const,
     registers: [registry],
   }),
+  reusedVerdicts: new Counter({
+    name: "pamgate_policy_reused_verdicts_total",
+    help: "Decisions answered from an identical input's evaluation (same session, command, second and bundle)",
+    labelNames: ["protocol"] as const,
+    registers: [registry],
+  }),
   evaluationSeconds: new Histogram({
     name: "pamgate_policy_evaluation_seconds",
     help: "Time to evaluate one command in the policy engine",

@@ -118,7 +118,9 @@ export class CommandPipeline {
     const now = this.options.now?.() ?? Date.now();
     const decision = this.engine.evaluateCommand(session.input, req.command);
     const verdict = decision.verdict;
-    metrics.evaluationSeconds.observe({ protocol: session.protocol }, decision.eval_ns / 1e9);
+    if (decision.eval_ns > 0)
+      metrics.evaluationSeconds.observe({ protocol: session.protocol }, decision.eval_ns / 1e9);
+    else metrics.reusedVerdicts.inc({ protocol: session.protocol });
 
     if (session.expiresAt.getTime() <= now) {
       const r = reason(
