@@ -1,6 +1,9 @@
 // npm run bench:postgres — pgbench select-only, same duration and clients, in one run against:
 //   (a) PostgreSQL directly, (b) pgbouncer (transaction pooling), (c) pamgate with policy and audit on every
 //   statement (a separate `pamgate run` process, so its RSS is its own);
+// and, to show where the time goes, (d) a plain Node.js TCP relay (what any proxy written in Node costs here:
+// the floor under pamgate) and (e) pamgate with policy but no audit trail (what the durable, fsync'd decision
+// record before every statement costs). Each client count in BENCH_CLIENTS (default 8 and 32) is one run;
 // then a masking run (SELECT of 1,000,000 rows × 5 columns, 2 masked) through pamgate vs direct, and the
 // resident memory of pamgate holding 1,000 idle sessions. Prints one JSON line.
 // Targets (issue 5): pamgate ≥ 75 % of direct TPS and ≥ 90 % of pgbouncer's; masked bulk read ≤ 1.5× direct;
@@ -17,7 +20,7 @@ import { run } from "../test/helpers/gateway.js";
 import { freePort, startPostgres } from "../test/helpers/postgres.js";
 
 const DURATION_S = Number(process.env.BENCH_SECONDS ?? 15);
-const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 8);
+const CLIENT_COUNTS = (process.env.BENCH_CLIENTS ?? "8,32").split(",").map(Number);
 const SCALE = Number(process.env.BENCH_SCALE ?? 10);
 const MASK_ROWS = Number(process.env.BENCH_MASK_ROWS ?? 1_000_000);
 const IDLE_SESSIONS = Number(process.env.BENCH_IDLE ?? 1000);
@@ -45,15 +48,15 @@ function percentile(sorted: number[], p: number): number {
 }
 
 /** Runs pgbench -S and returns TPS and the p99 latency from its per-transaction log. */
-async function pgbench(bin: string, url: string, label: string, dir: string) {
-  const prefix = join(dir, `log-${label}`);
+async function pgbench(bin: string, url: string, label: string, dir: string, clients: number) {
+  const prefix = join(dir, `log-${label}-${clients}-`);
   const r = await run(`${bin}/pgbench`, [
     "-S",
     "-n",
     "-T",
     String(DURATION_S),
     "-c",
-    String(CLIENTS),
+    String(clients),
     "-j",
     "2",
     "-l",
@@ -65,7 +68,7 @@ async function pgbench(bin: string, url: string, label: string, dir: string) {
   const tps = Number(/tps = ([\d.]+)/.exec(r.stdout)?.[1] ?? 0);
   const failed = Number(/number of failed transactions: (\d+)/.exec(r.stdout)?.[1] ?? 0);
   const latencies: number[] = [];
-  for (const f of readdirSync(dir).filter((n) => n.startsWith(`log-${label}`))) {
+  for (const f of readdirSync(dir).filter((n) => n.startsWith(`log-${label}-${clients}-`))) {
     for (const line of readFileSync(join(dir, f), "utf8").split("\n")) {
       const us = Number(line.split(" ")[2]);
       if (Number.isFinite(us) && line) latencies.push(us);
@@ -100,7 +103,7 @@ async function startPgbouncer(
       `auth_file = ${users}`,
       "pool_mode = transaction",
       "max_client_conn = 2000",
-      `default_pool_size = ${CLIENTS}`,
+      `default_pool_size = ${Math.max(...CLIENT_COUNTS)}`,
       `unix_socket_dir = ${dir}`,
       `logfile = ${join(dir, "pgbouncer.log")}`,
       "",
@@ -129,6 +132,21 @@ function rssMb(pid: number): number {
   return +(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024).toFixed(1);
 }
 
+/** A plain Node.js TCP relay to the database in a process of its own: the floor of any Node.js proxy here. */
+async function startRelay(dbPort: number): Promise<{ proc: ChildProcess; port: number }> {
+  const port = await freePort();
+  const code = `const net = require("node:net");
+net.createServer((c) => {
+  const u = net.connect(${dbPort}, "127.0.0.1");
+  c.setNoDelay(true); u.setNoDelay(true);
+  c.pipe(u); u.pipe(c);
+  c.on("error", () => u.destroy()); u.on("error", () => c.destroy());
+}).listen(${port}, "127.0.0.1");`;
+  const proc = spawn(process.execPath, ["-e", code], { stdio: "ignore" });
+  await waitForPort(port);
+  return { proc, port };
+}
+
 async function timeQuery(url: string, sql: string): Promise<{ seconds: number; bytes: number }> {
   const start = performance.now();
   const r = await run("psql", [url, "-X", "-A", "-t", "-q", "-o", "/dev/null", "-c", sql]);
@@ -139,7 +157,6 @@ async function timeQuery(url: string, sql: string): Promise<{ seconds: number; b
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), "pamgate-bench-pg-"));
   const cleanups: Array<() => Promise<void> | void> = [() => rmSync(dir, { recursive: true, force: true })];
-  let gateway: ChildProcess | null = null;
   try {
     const db = await startPostgres({ config: [`max_connections = ${IDLE_SESSIONS + 100}`] });
     cleanups.push(() => db.stop());
@@ -165,52 +182,96 @@ async function main() {
       accessTokenTtlSeconds: 3600,
     });
     cleanups.push(() => issuer.stop());
-    const pgPort = await freePort();
     const { buildBundle } = await import("../src/bundles/build.js");
     const bundle = join(dir, "bundle.tar.gz");
     const { revision } = await buildBundle({ policies: packagePath("policies"), output: bundle });
     const ic = issuer.issuerConfig();
-    const config = {
-      listeners: { postgres: { host: "127.0.0.1", port: pgPort } },
-      policy: { bundle },
-      identity: { issuers: [{ issuer: ic.issuer, audience: ic.audience, allow_insecure_http: true }] },
-      resources: [
+    /** A `pamgate run` process of its own (so its RSS is its own); with or without the audit trail. */
+    const startGateway = async (name: string, audit: boolean) => {
+      const port = await freePort();
+      const config = {
+        listeners: { postgres: { host: "127.0.0.1", port } },
+        policy: { bundle },
+        identity: { issuers: [{ issuer: ic.issuer, audience: ic.audience, allow_insecure_http: true }] },
+        resources: [
+          {
+            name: "bench",
+            kind: "postgres",
+            labels: { env: "staging" },
+            upstream: { host: db.host, port: db.port, database: db.database, user: db.user },
+            credentials: { password_env: "BENCH_DB_PASSWORD" },
+          },
+        ],
+        // The PostgreSQL store (as several replicas would run): the embedded PGlite store alone holds 240-900 MB.
+        store: { type: "postgres", url: db.url },
+        ...(audit ? { audit: { dir: join(dir, `audit-${name}`) } } : {}),
+      };
+      writeFileSync(join(dir, `${name}.yaml`), JSON.stringify(config));
+      const proc = spawn(
+        process.execPath,
+        [packagePath("bin", "pamgate.js"), "run", "--config", join(dir, `${name}.yaml`)],
         {
-          name: "bench",
-          kind: "postgres",
-          labels: { env: "staging" },
-          upstream: { host: db.host, port: db.port, database: db.database, user: db.user },
-          credentials: { password_env: "BENCH_DB_PASSWORD" },
+          // error: a gateway without an audit trail warns about exactly that at start.
+          env: {
+            ...process.env,
+            BENCH_DB_PASSWORD: db.password,
+            PAMGATE_LOG_LEVEL: audit ? "warn" : "error",
+          },
+          stdio: ["ignore", "ignore", "inherit"],
         },
-      ],
-      // The PostgreSQL store (as several replicas would run): the embedded PGlite store alone holds 240-900 MB.
-      store: { type: "postgres", url: db.url },
-      audit: { dir: join(dir, "audit") },
+      );
+      cleanups.push(() => {
+        proc.kill("SIGTERM");
+      });
+      await waitForPort(port, 120_000);
+      return { proc, port };
     };
-    writeFileSync(join(dir, "gateway.yaml"), JSON.stringify(config));
-    gateway = spawn(
-      process.execPath,
-      [packagePath("bin", "pamgate.js"), "run", "--config", join(dir, "gateway.yaml")],
-      {
-        env: { ...process.env, BENCH_DB_PASSWORD: db.password, PAMGATE_LOG_LEVEL: "warn" },
-        stdio: ["ignore", "ignore", "inherit"],
-      },
-    );
-    const gw = gateway;
+    const main = await startGateway("pamgate", true);
+    const gw = main.proc;
+    const pgPort = main.port;
+    const noAudit = await startGateway("pamgate-no-audit", false);
+    const relay = await startRelay(db.port);
     cleanups.push(() => {
-      gw.kill("SIGTERM");
+      relay.proc.kill();
     });
-    await waitForPort(pgPort, 120_000);
     const token = await issuer.tokenFor("alice");
     const viaGateway = `postgres://alice:${encodeURIComponent(token)}@127.0.0.1:${pgPort}/bench?sslmode=disable`;
+    const viaNoAudit = `postgres://alice:${encodeURIComponent(token)}@127.0.0.1:${noAudit.port}/bench?sslmode=disable`;
     const viaBouncer = `postgres://${db.user}:${encodeURIComponent(db.password)}@127.0.0.1:${bouncer.port}/${db.database}`;
+    const viaRelay = db.url.replace(`:${db.port}/`, `:${relay.port}/`);
 
     // Warm up every path once (JIT, caches), then measure side by side.
-    for (const u of [db.url, viaBouncer, viaGateway])
+    const targets = {
+      direct: db.url,
+      pgbouncer: viaBouncer,
+      node_relay: viaRelay,
+      pamgate: viaGateway,
+      pamgate_no_audit: viaNoAudit,
+    };
+    for (const u of Object.values(targets))
       await run(`${db.bin}/pgbench`, ["-S", "-n", "-T", "2", "-c", "2", u]);
-    const direct = await pgbench(db.bin, db.url, "direct", dir);
-    const pgbouncer = await pgbench(db.bin, viaBouncer, "pgbouncer", dir);
-    const pamgate = await pgbench(db.bin, viaGateway, "pamgate", dir);
+    const runs = [];
+    for (const clients of CLIENT_COUNTS) {
+      const r: Record<string, Awaited<ReturnType<typeof pgbench>>> = {};
+      for (const [label, url] of Object.entries(targets))
+        r[label] = await pgbench(db.bin, url, label, dir, clients);
+      const { direct, pgbouncer, pamgate } = r as Record<
+        keyof typeof targets,
+        Awaited<ReturnType<typeof pgbench>>
+      >;
+      runs.push({
+        clients,
+        ...r,
+        pamgate_over_direct_tps: +(pamgate.tps / direct.tps).toFixed(3),
+        pamgate_over_pgbouncer_tps: +(pamgate.tps / pgbouncer.tps).toFixed(3),
+        targets: {
+          tps_ge_75pct_direct: pamgate.tps >= 0.75 * direct.tps,
+          tps_ge_90pct_pgbouncer: pamgate.tps >= 0.9 * pgbouncer.tps,
+        },
+      });
+    }
+    noAudit.proc.kill("SIGTERM");
+    relay.proc.kill();
 
     const maskSql = "SELECT id, name, ssn, email, city FROM bench_people";
     await timeQuery(db.url, maskSql);
@@ -247,13 +308,8 @@ async function main() {
       bench: "postgres",
       revision,
       duration_s: DURATION_S,
-      clients: CLIENTS,
       scale: SCALE,
-      direct,
-      pgbouncer,
-      pamgate,
-      pamgate_over_direct_tps: +(pamgate.tps / direct.tps).toFixed(3),
-      pamgate_over_pgbouncer_tps: +(pamgate.tps / pgbouncer.tps).toFixed(3),
+      runs,
       masking: {
         rows: MASK_ROWS,
         columns: 5,
@@ -265,8 +321,6 @@ async function main() {
       },
       idle_sessions: { sessions: IDLE_SESSIONS, rss_mb_before: rssBefore, rss_mb: rssIdle },
       targets: {
-        tps_ge_75pct_direct: pamgate.tps >= 0.75 * direct.tps,
-        tps_ge_90pct_pgbouncer: pamgate.tps >= 0.9 * pgbouncer.tps,
         masked_read_le_1_5x: maskGateway.seconds <= 1.5 * maskDirect.seconds,
         idle_rss_le_300mb: rssIdle <= 300,
       },
