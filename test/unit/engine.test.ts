@@ -4,7 +4,12 @@ import t from "tap";
 import { readBundleArchive, writeBundleArchive } from "../../src/bundles/archive.js";
 import { loadBundleArchive } from "../../src/bundles/bundle.js";
 import { currentTime, currentTimestamp, nowFromRfc3339, policyTime } from "../../src/decision/contract.js";
-import { DecisionEngine, SessionInput, serializeInput } from "../../src/decision/engine.js";
+import {
+  type ActivePolicy,
+  DecisionEngine,
+  SessionInput,
+  serializeInput,
+} from "../../src/decision/engine.js";
 import { activeFrom, buildTestBundle, sampleInput, verdictPolicy } from "../helpers/bundles.js";
 
 const allow = `{"action": "allow", "reasons": [{"code": "test.ok", "message": "fine"}], "mask": [], "approval": null}`;
@@ -210,6 +215,19 @@ t.test("serializeInput writes nanoseconds beyond 2^53 exactly", async (t) => {
   t.equal(JSON.parse(json).protocol, "postgres");
 });
 
+/** Activates `active` with its evaluations counted; a session input for the sample identity. */
+function countingEngine(engine: DecisionEngine, active: ActivePolicy) {
+  const evaluations = { count: 0 };
+  const evaluate = active.policy.evaluate.bind(active.policy);
+  active.policy.evaluate = (input: string, entrypoint: string) => {
+    evaluations.count++;
+    return evaluate(input, entrypoint);
+  };
+  engine.activate(active);
+  const { command: _, now: __, ...fixed } = sampleInput();
+  return { evaluations, session: new SessionInput(fixed), fixed };
+}
+
 t.test(
   "a session's repeated command is evaluated once per second and policy, and reused exactly",
   async (t) => {
@@ -219,15 +237,7 @@ t.test(
         "main.rego": `package pamgate.main\n\nverdict := {"action": "allow", "reasons": [{"code": "t.at", "message": input.now.rfc3339}]}\n`,
       }),
     );
-    let evaluations = 0;
-    const evaluate = active.policy.evaluate.bind(active.policy);
-    active.policy.evaluate = (input: string, entrypoint: string) => {
-      evaluations++;
-      return evaluate(input, entrypoint);
-    };
-    engine.activate(active);
-    const { command: _, now: __, ...fixed } = sampleInput();
-    const session = new SessionInput(fixed);
+    const { evaluations, session, fixed } = countingEngine(engine, active);
     const command = Object.freeze({ statement: "select", tables: Object.freeze({ read: ["public.t"] }) });
     const second = policyTime(Date.parse("2026-11-26T08:00:01Z") * 1000 + 250_000);
     t.same(
@@ -239,7 +249,7 @@ t.test(
 
     const a = engine.evaluateCommand(session, command, second);
     const b = engine.evaluateCommand(session, command, second);
-    t.equal(evaluations, 1, "the second decision reuses the first evaluation");
+    t.equal(evaluations.count, 1, "the second decision reuses the first evaluation");
     t.equal(b.verdict, a.verdict, "the very same verdict");
     t.equal(b.input_json, a.input_json, "the input it decided on is identical");
     t.ok(a.memo && b.memo === a.memo, "both decisions share the memo the decision log keys on");
@@ -250,12 +260,12 @@ t.test(
     );
 
     engine.evaluateCommand(session, command, policyTime(Date.parse("2026-11-26T08:00:02Z") * 1000));
-    t.equal(evaluations, 2, "the next second is a new input");
+    t.equal(evaluations.count, 2, "the next second is a new input");
     engine.evaluateCommand(session, { ...command }, second);
     engine.evaluateCommand(session, { ...command }, second);
-    t.equal(evaluations, 4, "a command object that is not frozen is never reused");
+    t.equal(evaluations.count, 4, "a command object that is not frozen is never reused");
     engine.evaluateCommand(new SessionInput(fixed), command, second);
-    t.equal(evaluations, 5, "another session has its own memo");
+    t.equal(evaluations.count, 5, "another session has its own memo");
 
     engine.activate(
       await activeFrom(
@@ -274,20 +284,12 @@ t.test("an engine failure is not reused: the next identical command is evaluated
       "main.rego": `package pamgate.main\n\nverdict := ${allow} if input.protocol == "ssh"\n`,
     }),
   );
-  let evaluations = 0;
-  const evaluate = active.policy.evaluate.bind(active.policy);
-  active.policy.evaluate = (input: string, entrypoint: string) => {
-    evaluations++;
-    return evaluate(input, entrypoint);
-  };
-  engine.activate(active);
-  const { command: _, now: __, ...fixed } = sampleInput();
-  const session = new SessionInput(fixed);
+  const { evaluations, session } = countingEngine(engine, active);
   const command = Object.freeze({ statement: "select" });
   const now = policyTime();
   t.equal(engine.evaluateCommand(session, command, now).verdict.reasons[0]?.code, "engine.undefined");
   t.equal(engine.evaluateCommand(session, command, now).verdict.reasons[0]?.code, "engine.undefined");
-  t.equal(evaluations, 2);
+  t.equal(evaluations.count, 2);
 });
 
 t.test("decision timestamps have microseconds and agree with the nanosecond clock form", async (t) => {
