@@ -147,6 +147,12 @@ net.createServer((c) => {
   return { proc, port };
 }
 
+/** CPU seconds (user + system) a process has used, from /proc (clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 async function timeQuery(url: string, sql: string): Promise<{ seconds: number; bytes: number }> {
   const start = performance.now();
   const r = await run("psql", [url, "-X", "-A", "-t", "-q", "-o", "/dev/null", "-c", sql]);
@@ -276,7 +282,9 @@ async function main() {
     const maskSql = "SELECT id, name, ssn, email, city FROM bench_people";
     await timeQuery(db.url, maskSql);
     const maskDirect = await timeQuery(db.url, maskSql);
+    const cpuBefore = cpuSeconds(gw.pid as number);
     const maskGateway = await timeQuery(viaGateway, maskSql);
+    const maskGatewayCpu = +(cpuSeconds(gw.pid as number) - cpuBefore).toFixed(2);
     // Check that it really was masked.
     const check = await run("psql", [
       viaGateway,
@@ -316,6 +324,8 @@ async function main() {
         masked_columns: 2,
         direct_s: maskDirect.seconds,
         pamgate_s: maskGateway.seconds,
+        /** CPU the gateway process spent on it (the machine's cores are shared with psql and PostgreSQL). */
+        pamgate_cpu_s: maskGatewayCpu,
         ratio: +(maskGateway.seconds / maskDirect.seconds).toFixed(3),
         verified_masked: maskedOk,
       },

@@ -13,7 +13,8 @@ import type { CommandPipeline, Outcome, SessionContext } from "../../pipeline/pi
 import type { Logger } from "../../util/log.js";
 import { type AnalyzedStatement, analyzeSql } from "./analysis.js";
 import type { Catalog } from "./catalog.js";
-import { type Masker, planFor, planForColumns } from "./masking.js";
+import { Masker, planFor, planForColumns } from "./masking.js";
+import { ClientOutput } from "./output.js";
 import { type Columns, type Expectation, ExpectationQueue, type MaskContext } from "./responses.js";
 import {
   B,
@@ -29,6 +30,8 @@ import {
   FE,
   type Frame,
   FrameReader,
+  type FrameSpan,
+  newSpan,
   ProtocolError,
   type TxStatus,
 } from "./wire.js";
@@ -72,6 +75,9 @@ export class ProxySession {
   private copyOutPlan: ReturnType<typeof planFor> | null = null;
   private closed = false;
   private readonly abort = new AbortController();
+  /** The upstream frame being handled (reused: no object per frame). */
+  private readonly upstreamSpan = newSpan();
+  private readonly out = new ClientOutput((buf) => this.toClient(buf));
 
   constructor(
     private readonly client: Socket,
@@ -385,6 +391,10 @@ export class ProxySession {
   }
 
   // --- upstream → client ------------------------------------------------------------------------------------------
+  //
+  // A large result is mostly DataRows (or CopyData): those take a fast path that neither builds a Frame nor writes
+  // per frame. Every other frame goes through onUpstreamFrame, which tracks expectations; what it returns
+  // unchanged is queued in place all the same. `out` coalesces everything into few socket writes (see output.ts).
 
   private onUpstreamData(chunk: Buffer): void {
     this.upstreamIn.push(chunk);
@@ -394,32 +404,91 @@ export class ProxySession {
   private async pumpUpstream(): Promise<void> {
     this.upstreamBusy = true;
     this.client.cork();
+    const span = this.upstreamSpan;
     try {
-      for (;;) {
-        if (this.closed) return;
-        const frame = this.upstreamIn.next();
-        if (!frame) break;
-        const out = this.onUpstreamFrame(frame);
-        const buf = out instanceof Promise ? await out : out;
-        if (buf && !this.client.write(buf)) this.upstream.pause();
+      while (!this.closed && this.upstreamIn.nextSpan(span)) {
+        if (span.type === BK.dataRow) this.forwardDataRow(span);
+        else if (span.type === BK.copyData) this.forwardCopyData(span);
+        else {
+          const waiting = this.forwardOther(span);
+          if (waiting) await waiting;
+        }
       }
     } catch (err) {
+      this.out.flush(); // what came before the failure still reaches the client, ahead of the error
       this.deps.log.error({ session: this.ctx.id, err: errorText(err) }, "response processing failed");
       this.fatal("XX000", `pamgate could not process the server's response: ${errorText(err)}`);
     } finally {
+      if (this.closed) this.out.discard();
+      else this.out.flush();
       this.client.uncork();
       this.upstreamBusy = false;
     }
   }
 
-  /** Returns what to send to the client for one upstream frame (null: nothing). */
+  /** Writes one buffer to the client; a full socket pauses the upstream until it drains. */
+  private toClient(buf: Buffer): void {
+    if (!this.client.write(buf)) this.upstream.pause();
+  }
+
+  /** A DataRow: masked into the output slab under the current plan, else queued as it is. */
+  private forwardDataRow(span: FrameSpan): void {
+    const plan = this.resultPlan;
+    if (plan) {
+      const slab = this.out.reserve(Masker.dataRowRoom(span.end - span.start, plan));
+      const n = this.deps.masker.maskDataRowInto(
+        span.buf,
+        span.start,
+        span.end,
+        plan,
+        slab,
+        this.out.slabOffset,
+      );
+      if (n >= 0) {
+        this.out.commit(n);
+        return;
+      }
+    }
+    this.out.add(span.buf, span.start, span.end);
+  }
+
+  /** COPY … TO STDOUT data: masked into the output slab when the COPY is masked, else queued as it is. */
+  private forwardCopyData(span: FrameSpan): void {
+    const plan = this.copyOutPlan;
+    if (!plan) {
+      this.out.add(span.buf, span.start, span.end);
+      return;
+    }
+    const slab = this.out.reserve(Masker.copyDataRoom(span.buf, span.start, span.end, plan));
+    this.out.commit(
+      this.deps.masker.maskCopyTextInto(span.buf, span.start, span.end, plan, slab, this.out.slabOffset),
+    );
+  }
+
+  /**
+   * Any other frame: expectation tracking decides whether it passes, is replaced, or is swallowed. Returns a
+   * promise only when the frame needs the catalog first (a masked RowDescription).
+   */
+  private forwardOther(span: FrameSpan): Promise<void> | undefined {
+    const { buf, start, end } = span;
+    const frame: Frame = { type: span.type, raw: buf.subarray(start, end), body: 5 };
+    const queue = (result: Buffer | null): undefined => {
+      // Unchanged, the frame joins the stretch of the chunk it was read from.
+      if (result === frame.raw) this.out.add(buf, start, end);
+      else if (result) this.out.addBuffer(result);
+      return undefined;
+    };
+    const result = this.onUpstreamFrame(frame);
+    if (!(result instanceof Promise)) return queue(result);
+    // Send what came before while waiting, so nothing written meanwhile (a notice, a fatal error) overtakes it.
+    this.out.flush();
+    return result.then(queue);
+  }
+
+  /** Returns what to send to the client for one upstream frame (null: nothing; `frame.raw`: the frame as is). */
   private onUpstreamFrame(frame: Frame): Buffer | null | Promise<Buffer | null> {
     const head = this.expect.peek();
     switch (frame.type) {
-      case BK.dataRow:
-        return this.resultPlan ? this.deps.masker.maskDataRow(frame.raw, this.resultPlan) : frame.raw;
-      case BK.copyData:
-        return this.copyOutPlan ? this.deps.masker.maskCopyText(frame.raw, this.copyOutPlan) : frame.raw;
       case BK.notice:
       case BK.notification:
       case BK.parameterStatus:
@@ -428,6 +497,7 @@ export class ProxySession {
         this.tx = String.fromCharCode(frame.raw[5] as number) as TxStatus;
         this.resultPlan = null;
         this.copyOutPlan = null;
+        this.out.release();
         if (head && (head.kind === "sync" || head.kind === "query" || head.kind === "blocked"))
           this.expect.shift();
         return frame.raw;

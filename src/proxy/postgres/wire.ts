@@ -31,29 +31,62 @@ export class ProtocolError extends Error {
 }
 
 /**
+ * Where a frame lies without a Buffer of its own: bytes [start, end) of `buf`. FrameReader.nextSpan fills one in
+ * place, so the upstream hot path reads a large result without an object per row.
+ */
+export interface FrameSpan {
+  type: number;
+  buf: Buffer;
+  start: number;
+  end: number;
+}
+
+export function newSpan(): FrameSpan {
+  return { type: 0, buf: Buffer.alloc(0), start: 0, end: 0 };
+}
+
+/**
  * Splits a byte stream into frames. In startup mode a frame is length-prefixed with no type byte; afterwards
  * every frame is a type byte plus a length. Frames larger than `maxFrame` are refused (a client cannot make the
  * proxy buffer an arbitrary amount), as are lengths below the minimum.
+ *
+ * Frames are views into the pushed chunks (no copy); only a frame split across chunks is copied together, alone.
  */
 export class FrameReader {
   private chunks: Buffer[] = [];
+  /** Where the unread bytes of chunks[0] start. */
+  private offset = 0;
   private buffered = 0;
+  private readonly span = newSpan();
   startup = true;
 
   constructor(private readonly maxFrame: number) {}
 
   push(chunk: Buffer): void {
+    if (chunk.length === 0) return;
     this.chunks.push(chunk);
     this.buffered += chunk.length;
   }
 
   /** Returns the next complete frame, or null when more bytes are needed. Throws ProtocolError on bad framing. */
   next(): Frame | null {
+    const s = this.span;
+    if (!this.nextSpan(s)) return null;
+    return { type: s.type, raw: s.buf.subarray(s.start, s.end), body: this.startup ? 4 : 5 };
+  }
+
+  /**
+   * Finds the next complete frame and describes it in `span` (returns false when more bytes are needed). The
+   * span's bytes stay valid and unchanged: chunks are never written to.
+   */
+  nextSpan(span: FrameSpan): boolean {
     const header = this.startup ? 4 : 5;
-    if (this.buffered < header) return null;
-    const head = this.peek(header);
-    const type = this.startup ? 0 : (head[0] as number);
-    const length = head.readInt32BE(this.startup ? 0 : 1);
+    if (this.buffered < header) return false;
+    this.contiguous(header);
+    const head = this.chunks[0] as Buffer;
+    const at = this.offset;
+    const type = this.startup ? 0 : (head[at] as number);
+    const length = head.readInt32BE(this.startup ? at : at + 1);
     if (length < 4 || (this.startup && length < 8)) {
       throw new ProtocolError(
         `invalid message length ${length}${type ? ` for message type '${String.fromCharCode(type)}'` : ""}`,
@@ -66,9 +99,14 @@ export class FrameReader {
       );
     }
     const total = length + (this.startup ? 0 : 1);
-    if (this.buffered < total) return null;
-    const raw = this.take(total);
-    return { type, raw, body: this.startup ? 4 : 5 };
+    if (this.buffered < total) return false;
+    this.contiguous(total);
+    span.type = type;
+    span.buf = this.chunks[0] as Buffer;
+    span.start = this.offset;
+    span.end = this.offset + total;
+    this.consume(total);
+    return true;
   }
 
   get bufferedBytes(): number {
@@ -77,32 +115,40 @@ export class FrameReader {
 
   /** Hands over whatever is buffered (bytes read past the last frame) and empties the reader. */
   drain(): Buffer {
+    const first = this.chunks[0];
+    if (first) this.chunks[0] = first.subarray(this.offset);
     const out = Buffer.concat(this.chunks);
     this.chunks = [];
+    this.offset = 0;
     this.buffered = 0;
     return out;
   }
 
-  private peek(n: number): Buffer {
+  /** Makes the next `n` buffered bytes contiguous in chunks[0], copying only those bytes when they are split. */
+  private contiguous(n: number): void {
     const first = this.chunks[0] as Buffer;
-    if (first.length >= n) return first;
-    this.chunks = [Buffer.concat(this.chunks)];
-    return this.chunks[0] as Buffer;
+    if (first.length - this.offset >= n) return;
+    const joined = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[0] as Buffer;
+      const take = Math.min(c.length - this.offset, n - filled);
+      c.copy(joined, filled, this.offset, this.offset + take);
+      filled += take;
+      if (this.offset + take === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(this.offset + take); // the rest of the chunk, after the joined bytes
+      this.offset = 0;
+    }
+    this.chunks.unshift(joined);
   }
 
-  private take(n: number): Buffer {
-    let first = this.chunks[0] as Buffer;
-    if (first.length < n) {
-      this.chunks = [Buffer.concat(this.chunks)];
-      first = this.chunks[0] as Buffer;
-    }
+  private consume(n: number): void {
     this.buffered -= n;
-    if (first.length === n) {
+    this.offset += n;
+    if (this.offset === (this.chunks[0] as Buffer).length) {
       this.chunks.shift();
-      return first;
+      this.offset = 0;
     }
-    this.chunks[0] = first.subarray(n);
-    return first.subarray(0, n);
   }
 }
 
