@@ -370,6 +370,12 @@ export class Spool {
             continue;
           }
         }
+        // Group commit: what arrives while an fdatasync runs waits for it, then goes out as one write that the
+        // next fdatasync covers — one write and one fdatasync per round, however the records trickle in.
+        if (this.syncing) {
+          await this.nextSync();
+          continue;
+        }
         await this.writeBatch(this.takeBatch());
       }
     } finally {
