@@ -171,9 +171,10 @@ export class Spool {
   /** A record was refused for lack of room, and nothing has been freed or accepted since. */
   private refusedFull = false;
 
-  // The write stage: builds batches from the queue and writes them, one after another, at `writeOffset`,
-  // chaining from `writeSeq`/`writeHash` — ahead of what is durable. The sync stage: one fdatasync for
-  // everything written so far, then the batches it covers are committed and their promises resolved.
+  // The write stage: builds batches from the queue and writes them at `writeOffset`, chaining from
+  // `writeSeq`/`writeHash` — ahead of what is durable — but not while an fdatasync runs (what arrives meanwhile
+  // gathers into the next batch). The sync stage: one fdatasync for everything written so far, then the batches
+  // it covers are committed and their promises resolved.
   private writing = false;
   private scheduled = false;
   private currentWrite: Promise<unknown> | null = null;
