@@ -80,6 +80,25 @@ export class FrameReader {
    * span's bytes stay valid and unchanged: chunks are never written to.
    */
   nextSpan(span: FrameSpan): boolean {
+    // The common case, a whole frame within the first chunk, takes no detour (a large result is mostly these).
+    const head = this.chunks[0];
+    const at = this.offset;
+    if (head !== undefined && !this.startup && head.length - at >= 5) {
+      const length = head.readInt32BE(at + 1);
+      if (length >= 4 && length <= this.maxFrame && length < head.length - at) {
+        span.type = head[at] as number;
+        span.buf = head;
+        span.start = at;
+        span.end = at + length + 1;
+        this.consume(length + 1);
+        return true;
+      }
+    }
+    return this.nextSpanSplit(span);
+  }
+
+  /** nextSpan for everything else: startup frames, frames split across chunks, bad lengths. */
+  private nextSpanSplit(span: FrameSpan): boolean {
     const header = this.startup ? 4 : 5;
     if (this.buffered < header) return false;
     this.contiguous(header);
