@@ -8,7 +8,7 @@ import { initAnalyzer } from "../../src/proxy/postgres/analysis.js";
 import type { Catalog } from "../../src/proxy/postgres/catalog.js";
 import { Masker } from "../../src/proxy/postgres/masking.js";
 import { ProxySession } from "../../src/proxy/postgres/session.js";
-import { FE } from "../../src/proxy/postgres/wire.js";
+import { FE, message } from "../../src/proxy/postgres/wire.js";
 import { silentLogger } from "../../src/util/log.js";
 
 /** Just enough of a net.Socket for ProxySession: records writes, pause/resume and cork depth. */
@@ -142,14 +142,6 @@ async function settle(): Promise<void> {
 
 // --- backend frames --------------------------------------------------------------------------------------------
 
-function frame(type: number, body: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(body.length + 5);
-  out[0] = type;
-  out.writeInt32BE(body.length + 4, 1);
-  body.copy(out, 5);
-  return out;
-}
-
 export interface Column {
   name: string;
   tableOid: number;
@@ -169,7 +161,7 @@ export function rowDescription(cols: Column[]): Buffer {
     f.writeInt16BE(0, 16);
     parts.push(Buffer.from(`${c.name}\0`), f);
   }
-  return frame(0x54, Buffer.concat(parts));
+  return message(0x54, Buffer.concat(parts));
 }
 
 export function dataRow(values: Array<string | Buffer | null>): Buffer {
@@ -185,13 +177,12 @@ export function dataRow(values: Array<string | Buffer | null>): Buffer {
     len.writeInt32BE(bytes.length);
     parts.push(len, bytes);
   }
-  return frame(0x44, Buffer.concat(parts));
+  return message(0x44, Buffer.concat(parts));
 }
 
-export const commandComplete = (tag: string) => frame(0x43, Buffer.from(`${tag}\0`));
-export const readyForQuery = (status = "I") => frame(0x5a, Buffer.from(status));
-export const notice = (message: string) =>
-  frame(0x4e, Buffer.from(`SNOTICE\0VNOTICE\0C00000\0M${message}\0\0`));
+export const commandComplete = (tag: string) => message(0x43, Buffer.from(`${tag}\0`));
+export const readyForQuery = (status = "I") => message(0x5a, Buffer.from(status));
+export const notice = (text: string) => message(0x4e, Buffer.from(`SNOTICE\0VNOTICE\0C00000\0M${text}\0\0`));
 
 /**
  * Splits a byte stream back into frames, decoding the values of DataRows. `frontend`: the stream is a client's

@@ -283,7 +283,8 @@ export function decodePassword(frame: Frame): string {
 
 // --- backend messages the proxy writes ----------------------------------------------------------------------------
 
-function message(type: number, body: Buffer): Buffer {
+/** A message of `type` around `body` (type byte, Int32 length, body). */
+export function message(type: number, body: Buffer): Buffer {
   const out = Buffer.allocUnsafe(body.length + 5);
   out[0] = type;
   out.writeInt32BE(body.length + 4, 1);
