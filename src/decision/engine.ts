@@ -64,6 +64,11 @@ export class DecisionEngine {
     this.lastError = { message, at: new Date().toISOString() };
   }
 
+  /** The policy evaluations start on now (null before the first bundle). */
+  get current(): ActivePolicy | null {
+    return this.active;
+  }
+
   get revision(): string | null {
     return this.active?.revision ?? null;
   }

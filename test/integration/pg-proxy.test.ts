@@ -5,6 +5,7 @@ import { connect } from "node:net";
 import pg from "pg";
 import t from "tap";
 import { FE } from "../../src/proxy/postgres/wire.js";
+import { activeFrom, buildTestBundle } from "../helpers/bundles.js";
 import { run, startTestGateway, type TestGateway } from "../helpers/gateway.js";
 
 let g: TestGateway;
@@ -252,6 +253,34 @@ async function waitForPending() {
   }
   throw new Error("no approval request appeared");
 }
+
+t.test("a newly activated bundle decides the very next statement of an open session", async (t) => {
+  const c = await client(await g.tokenFor("alice"));
+  t.teardown(() => c.end());
+  const q = "SELECT id, total FROM orders WHERE id = 42";
+  t.equal((await c.query(q)).rows.length, 1);
+  t.equal((await c.query(q)).rows.length, 1, "repeated: answered from the reused verdict");
+  const before = g.gw.engine.current;
+  if (!before) throw new Error("no bundle active");
+  t.teardown(() => g.gw.engine.activate(before));
+  // A freeze bundle with a log mask like the example's: this gateway's audit spool is checked for emails below.
+  const freeze = buildTestBundle(
+    {
+      "main.rego": `package pamgate.main\n\nverdict := {"action": "block", "reasons": [{"code": "t.freeze", "message": "change freeze until Monday"}], "mask": [], "approval": null}\n`,
+      "log.rego": `package system.log\n\nmask contains "/input/identity/email"\n`,
+    },
+    { revision: "freeze", entrypoints: ["pamgate/main/verdict", "system/log/mask"] },
+  );
+  g.gw.engine.activate(await activeFrom(freeze));
+  const err = await c.query(q).catch((e: Error) => e);
+  t.match(
+    (err as Error).message,
+    /change freeze until Monday/,
+    "the same statement, same second, new bundle",
+  );
+  g.gw.engine.activate(before);
+  t.equal((await c.query(q)).rows.length, 1, "and the previous bundle again");
+});
 
 t.test("a token that expires mid-session is refused on the next statement", async (t) => {
   const { startDevIssuer } = await import("../../src/identity/dev-issuer.js");
