@@ -4,7 +4,8 @@
 import { randomBytes } from "node:crypto";
 import siphash24 from "siphash24";
 import t from "tap";
-import { SipHash24, viewOf } from "../../src/proxy/postgres/siphash.js";
+import { SipHash24 } from "../../src/proxy/postgres/siphash.js";
+import { viewOf } from "../../src/proxy/postgres/views.js";
 
 /**
  * vectors_sip64 from the reference (github.com/veorq/SipHash, vectors.h): key 00 01 … 0f, message 00 01 … (i-1)

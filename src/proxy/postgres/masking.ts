@@ -8,12 +8,11 @@
 // A masked bulk read rewrites every row, so the rewrites write straight into a caller's output buffer
 // (`…Into`): no Buffer per value or per row. The Buffer-returning forms are conveniences for single frames.
 //
-// Bytes are read and written through DataViews, four at a time where they can be: in V8 a DataView access is
-// one inlined load or store, where indexing a Buffer costs about 2 ns per byte and Buffer#copy has a fixed
-// cost of about 80 ns — while most stretches of a row are a few bytes to a few dozen.
+// Bytes are read and written through DataViews, four at a time where they can be (see views.ts).
 import { createHmac } from "node:crypto";
 import type { MaskRule } from "../../decision/contract.js";
-import { SipHash24, viewOf } from "./siphash.js";
+import { SipHash24 } from "./siphash.js";
+import { copyWords, viewOf } from "./views.js";
 import { type FieldDescription, ProtocolError } from "./wire.js";
 
 export const REDACTED = "***";
@@ -93,19 +92,14 @@ export class Masker {
   maskValue(value: Buffer, m: ColumnMask): Buffer | null {
     if (!m.textLike) return null;
     const out = Buffer.allocUnsafe(value.length + MASK_GROWTH);
-    return out.subarray(0, this.writeMasked(value, 0, value.length, m.strategy, out, 0));
+    this.use(value, out);
+    return out.subarray(0, this.maskInto(value, this.sv, 0, value.length, m.strategy, out, this.ov, 0));
   }
 
   /**
-   * Writes the masked form of the text value `src[start, end)` at `out[at]` and returns its length. `out` must
-   * have MASK_GROWTH bytes more room than the value's length.
+   * Writes the masked form of the text value `src[start, end)` (view `sv`) at `out[at]` (view `ov`) and returns
+   * its length. `out` must have MASK_GROWTH bytes more room than the value's length.
    */
-  writeMasked(src: Buffer, start: number, end: number, strategy: Strategy, out: Buffer, at: number): number {
-    this.use(src, out);
-    return this.maskInto(src, this.sv, start, end, strategy, out, this.ov, at);
-  }
-
-  /** writeMasked, given the views (`sv` of `src`, `ov` of `out`). */
   private maskInto(
     src: Buffer,
     sv: DataView,
@@ -354,9 +348,8 @@ function isAscii(v: DataView, start: number, end: number): boolean {
 }
 
 /**
- * Copies bytes [start, end) of `src` (whose view is `sv`) to `out` (view `ov`) at `at`; returns the count. Four
- * bytes at a time through the views, which beats Buffer#copy's fixed cost up to about LONG_COPY bytes. `out` and
- * `src` must not be the same bytes.
+ * Copies bytes [start, end) of `src` (whose view is `sv`) to `out` (view `ov`) at `at`; returns the count: four
+ * bytes at a time up to LONG_COPY bytes, a memcpy beyond. `out` and `src` must not be the same bytes.
  */
 function copySpan(
   src: Buffer,
@@ -367,16 +360,7 @@ function copySpan(
   ov: DataView,
   at: number,
 ): number {
-  const n = end - start;
-  if (n > LONG_COPY) return src.copy(out, at, start, end);
-  if (n < 4) {
-    for (let i = 0; i < n; i++) ov.setUint8(at + i, sv.getUint8(start + i));
-    return n;
-  }
-  // Whole words, then the last 4 bytes as one more word (overlapping what was just written).
-  for (let i = 0; i + 4 < n; i += 4) ov.setInt32(at + i, sv.getInt32(start + i));
-  ov.setInt32(at + n - 4, sv.getInt32(end - 4));
-  return n;
+  return end - start > LONG_COPY ? src.copy(out, at, start, end) : copyWords(sv, start, end, ov, at);
 }
 
 /**

@@ -12,6 +12,8 @@
 // like the reference's C). It is checked against the reference's 64 test vectors and against the siphash24
 // package on random inputs (test/unit/siphash.test.ts).
 
+import { copyWords, viewOf } from "./views.js";
+
 /** Where things are in a hasher's memory: the key, the 8-byte result, the input (followed by 8 zero bytes). */
 const KEY_AT = 0;
 const RESULT_AT = 16;
@@ -25,11 +27,6 @@ const HEX_PAIRS = new Uint16Array(256);
 for (let b = 0; b < 256; b++) {
   const hex = b.toString(16).padStart(2, "0");
   HEX_PAIRS[b] = (hex.charCodeAt(0) << 8) | hex.charCodeAt(1);
-}
-
-/** A DataView of exactly `b`'s bytes. */
-export function viewOf(b: Uint8Array): DataView {
-  return new DataView(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /**
@@ -264,12 +261,8 @@ export class SipHash24 {
       new Uint8Array(this.memory.buffer, INPUT_AT, len).set(
         new Uint8Array(src.buffer, src.byteOffset + start, len),
       );
-    } else if (len >= 4) {
-      // Whole words, then the last 4 bytes as one more (overlapping) word.
-      for (let i = 0; i + 4 < len; i += 4) mv.setInt32(INPUT_AT + i, src.getInt32(start + i));
-      mv.setInt32(INPUT_AT + len - 4, src.getInt32(end - 4));
     } else {
-      for (let i = 0; i < len; i++) mv.setUint8(INPUT_AT + i, src.getUint8(start + i));
+      copyWords(src, start, end, mv, INPUT_AT);
     }
     mv.setInt32(INPUT_AT + len, 0);
     mv.setInt32(INPUT_AT + len + 4, 0);
