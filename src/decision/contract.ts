@@ -78,7 +78,7 @@ export interface Decision {
   verdict: Verdict;
   /** Bundle revision that decided, or null when no bundle was loaded. */
   revision: string | null;
-  /** Wall-clock time spent in policy evaluation (serialize + wasm + validate), nanoseconds. */
+  /** Wall-clock time spent in policy evaluation (serialize + wasm + validate), nanoseconds; 0 for a reused verdict. */
   eval_ns: number;
   /** When the decision was made (RFC 3339, microseconds): the decision log event's `timestamp`. */
   timestamp?: string;

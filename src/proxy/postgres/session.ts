@@ -470,19 +470,23 @@ export class ProxySession {
    * promise only when the frame needs the catalog first (a masked RowDescription).
    */
   private forwardOther(span: FrameSpan): Promise<void> | undefined {
-    const { buf, start, end } = span;
+    const { buf, start, end } = span; // copied: the span is reused for the next frame
     const frame: Frame = { type: span.type, raw: buf.subarray(start, end), body: 5 };
-    const queue = (result: Buffer | null): undefined => {
-      // Unchanged, the frame joins the stretch of the chunk it was read from.
-      if (result === frame.raw) this.out.add(buf, start, end);
-      else if (result) this.out.addBuffer(result);
-      return undefined;
-    };
     const result = this.onUpstreamFrame(frame);
-    if (!(result instanceof Promise)) return queue(result);
+    if (!(result instanceof Promise)) {
+      this.queueFrame(buf, start, end, frame.raw, result);
+      return undefined;
+    }
     // Send what came before while waiting, so nothing written meanwhile (a notice, a fatal error) overtakes it.
     this.out.flush();
-    return result.then(queue);
+    return result.then((r) => this.queueFrame(buf, start, end, frame.raw, r));
+  }
+
+  /** Queues what onUpstreamFrame returned for the frame `raw` = `buf[start, end)`. */
+  private queueFrame(buf: Buffer, start: number, end: number, raw: Buffer, result: Buffer | null): void {
+    // Unchanged, the frame joins the stretch of the chunk it was read from.
+    if (result === raw) this.out.add(buf, start, end);
+    else if (result) this.out.addBuffer(result);
   }
 
   /** Returns what to send to the client for one upstream frame (null: nothing; `frame.raw`: the frame as is). */
