@@ -8,7 +8,7 @@ import { initAnalyzer } from "../../src/proxy/postgres/analysis.js";
 import type { Catalog } from "../../src/proxy/postgres/catalog.js";
 import { Masker } from "../../src/proxy/postgres/masking.js";
 import { ProxySession } from "../../src/proxy/postgres/session.js";
-import { FE, message } from "../../src/proxy/postgres/wire.js";
+import { message, toServer } from "../../src/proxy/postgres/wire.js";
 import { silentLogger } from "../../src/util/log.js";
 
 /** Just enough of a net.Socket for ProxySession: records writes, pause/resume and cork depth. */
@@ -120,7 +120,7 @@ export async function fakeSession(opts: FakeSessionOptions = {}) {
     /** Sends a simple Query from the client and waits until the proxy has forwarded it. */
     async query(sql: string): Promise<void> {
       const before = upstream.writes.length;
-      client.emit("data", FE.query(sql));
+      client.emit("data", toServer.query(sql));
       for (let i = 0; i < 100 && upstream.writes.length === before; i++) await tick();
       if (upstream.writes.length === before) throw new Error("the query was not forwarded");
     },

@@ -4,7 +4,7 @@
 import { connect } from "node:net";
 import pg from "pg";
 import t from "tap";
-import { FE } from "../../src/proxy/postgres/wire.js";
+import { toServer } from "../../src/proxy/postgres/wire.js";
 import { activeFrom, buildTestBundle } from "../helpers/bundles.js";
 import { run, startTestGateway, type TestGateway } from "../helpers/gateway.js";
 
@@ -149,7 +149,7 @@ t.test("a cancel request reaches the right backend", async (t) => {
   await new Promise((r) => setTimeout(r, 300));
   await new Promise<void>((resolve) => {
     const s = connect({ host: "127.0.0.1", port: g.gw.postgres?.port as number }, () =>
-      s.end(FE.cancel(key.processID, key.secretKey)),
+      s.end(toServer.cancel(key.processID, key.secretKey)),
     );
     s.on("close", () => resolve());
   });

@@ -4,7 +4,7 @@
 import t from "tap";
 import { type ColumnMask, Masker, type MaskPlan } from "../../src/proxy/postgres/masking.js";
 import { SipHash24 } from "../../src/proxy/postgres/siphash.js";
-import { F, FE } from "../../src/proxy/postgres/wire.js";
+import { FrontendType, toServer } from "../../src/proxy/postgres/wire.js";
 import {
   commandComplete,
   dataRow,
@@ -339,10 +339,10 @@ t.test("session: masked COPY TO STDOUT, split across chunks", async (t) => {
 
 /** Frontend Bind (unnamed portal and statement, no parameters), Execute (unnamed, no limit) and Sync. */
 function extendedRun(): Buffer {
-  const bind = Buffer.from([F.bind, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]);
-  const execute = Buffer.from([F.execute, 0, 0, 0, 9, 0, 0, 0, 0, 0]);
-  const sync = Buffer.from([F.sync, 0, 0, 0, 4]);
-  return Buffer.concat([FE.parse("", "SELECT id, ssn, email, dob FROM users"), bind, execute, sync]);
+  const bind = Buffer.from([FrontendType.bind, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]);
+  const execute = Buffer.from([FrontendType.execute, 0, 0, 0, 9, 0, 0, 0, 0, 0]);
+  const sync = Buffer.from([FrontendType.sync, 0, 0, 0, 4]);
+  return Buffer.concat([toServer.parse("", "SELECT id, ssn, email, dob FROM users"), bind, execute, sync]);
 }
 
 t.test("session: extended protocol hides the injected Describe's answer", async (t) => {

@@ -2,15 +2,15 @@
 import t from "tap";
 import { Masker, planFor } from "../../src/proxy/postgres/masking.js";
 import {
-  B,
   decodeErrorFields,
   decodeParse,
   decodeRowDescription,
   decodeStartup,
-  FE,
   FrameReader,
   PROTOCOL_V3,
   ProtocolError,
+  toClient,
+  toServer,
 } from "../../src/proxy/postgres/wire.js";
 
 function startupFrame(params: Record<string, string>): Buffer {
@@ -67,8 +67,8 @@ function readRow(frame: Buffer): Array<string | null> {
 t.test("frames arrive split at any byte and are reassembled", async (t) => {
   const stream = Buffer.concat([
     startupFrame({ user: "alice", database: "orders-db" }),
-    FE.query("SELECT 1"),
-    FE.query("SELECT 2"),
+    toServer.query("SELECT 1"),
+    toServer.query("SELECT 2"),
   ]);
   const reader = new FrameReader(1024);
   const frames = [];
@@ -118,7 +118,11 @@ t.test("malformed and oversized frames are refused with a named reason", async (
 });
 
 t.test("backend messages round-trip through the readers", async (t) => {
-  const err = B.errorResponse({ code: "42501", message: "blocked", detail: "pamgate policy: pg.no_where" });
+  const err = toClient.errorResponse({
+    code: "42501",
+    message: "blocked",
+    detail: "pamgate policy: pg.no_where",
+  });
   const r = new FrameReader(1024);
   r.startup = false;
   r.push(err);

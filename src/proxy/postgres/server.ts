@@ -15,7 +15,15 @@ import { Catalog } from "./catalog.js";
 import { Masker } from "./masking.js";
 import { ProxySession } from "./session.js";
 import { cancelUpstream, connectUpstream, type UpstreamTarget } from "./upstream.js";
-import { B, decodePassword, decodeStartup, F, type Frame, FrameReader, ProtocolError } from "./wire.js";
+import {
+  decodePassword,
+  decodeStartup,
+  type Frame,
+  FrameReader,
+  FrontendType,
+  ProtocolError,
+  toClient,
+} from "./wire.js";
 
 export interface PostgresResource {
   /** The name clients put as the database name, and the policy's input.resource.name. */
@@ -120,7 +128,7 @@ export class PostgresListener {
       const e = err instanceof ProtocolError ? err : new ProtocolError(errorText(err), "08006");
       this.log.warn({ client: raw.remoteAddress }, `connection refused: ${e.message}`);
       if (!raw.destroyed)
-        raw.end(B.errorResponse({ severity: "FATAL", code: e.sqlstate, message: e.message }));
+        raw.end(toClient.errorResponse({ severity: "FATAL", code: e.sqlstate, message: e.message }));
     });
   }
 
@@ -170,7 +178,7 @@ export class PostgresListener {
     for (;;) {
       startup = decodeStartup(await this.readFrame(socket, reader));
       if (startup.kind === "ssl") {
-        socket.write(B.sslAnswer(this.secureContext !== null));
+        socket.write(toClient.sslAnswer(this.secureContext !== null));
         if (this.secureContext) {
           const secure = new TLSSocket(socket, { isServer: true, secureContext: this.secureContext });
           await new Promise<void>((resolve, reject) => {
@@ -185,7 +193,7 @@ export class PostgresListener {
         continue;
       }
       if (startup.kind === "gssenc") {
-        socket.write(B.sslAnswer(false));
+        socket.write(toClient.sslAnswer(false));
         continue;
       }
       break;
@@ -215,10 +223,10 @@ export class PostgresListener {
     }
 
     // The token is the password. Ask for it in cleartext — inside TLS, or on loopback.
-    socket.write(B.authCleartext());
+    socket.write(toClient.authCleartext());
     reader.startup = false;
     const pw = await this.readFrame(socket, reader);
-    if (pw.type !== F.password)
+    if (pw.type !== FrontendType.password)
       throw new ProtocolError("expected a password message carrying the access token");
     const token = decodePassword(pw);
     if (!token)
@@ -261,9 +269,9 @@ export class PostgresListener {
       }),
     };
 
-    const hello = [B.authOk()];
-    for (const [k, v] of upstream.parameters) hello.push(B.parameterStatus(k, v));
-    hello.push(B.backendKeyData(pid, secret), B.readyForQuery("I"));
+    const hello = [toClient.authOk()];
+    for (const [k, v] of upstream.parameters) hello.push(toClient.parameterStatus(k, v));
+    hello.push(toClient.backendKeyData(pid, secret), toClient.readyForQuery("I"));
     socket.write(Buffer.concat(hello));
 
     const transcript = this.options.transcripts?.(id);

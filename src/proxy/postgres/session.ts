@@ -17,8 +17,7 @@ import { Masker, planFor, planForColumns } from "./masking.js";
 import { ClientOutput } from "./output.js";
 import { type Columns, type Expectation, ExpectationQueue, type MaskContext } from "./responses.js";
 import {
-  B,
-  BK,
+  BackendType,
   decodeBind,
   decodeErrorFields,
   decodeExecute,
@@ -26,14 +25,15 @@ import {
   decodeQuery,
   decodeRowDescription,
   decodeTarget,
-  F,
-  FE,
   type Frame,
   FrameReader,
   type FrameSpan,
+  FrontendType,
   newSpan,
   ProtocolError,
   type TxStatus,
+  toClient,
+  toServer,
 } from "./wire.js";
 
 /** The function name whose "does not exist" error marks a statement the proxy blocked on purpose. */
@@ -158,17 +158,17 @@ export class ProxySession {
 
   private async onClientFrame(frame: Frame): Promise<void> {
     switch (frame.type) {
-      case F.query:
+      case FrontendType.query:
         return this.onQuery(frame);
-      case F.parse:
+      case FrontendType.parse:
         return this.onParse(frame);
-      case F.bind: {
+      case FrontendType.bind: {
         const { portal, statement } = decodeBind(frame);
         this.portals.set(portal, { statement, columns: null });
         this.expect.push({ kind: "bind" });
         return this.toUpstream(frame.raw);
       }
-      case F.describe: {
+      case FrontendType.describe: {
         const { target, name } = decodeTarget(frame);
         this.expect.push(
           target === "S"
@@ -177,28 +177,28 @@ export class ProxySession {
         );
         return this.toUpstream(frame.raw);
       }
-      case F.execute:
+      case FrontendType.execute:
         return this.onExecute(frame);
-      case F.close: {
+      case FrontendType.close: {
         const { target, name } = decodeTarget(frame);
         if (target === "S") this.statements.delete(name);
         else this.portals.delete(name);
         this.expect.push({ kind: "close" });
         return this.toUpstream(frame.raw);
       }
-      case F.sync:
+      case FrontendType.sync:
         this.expect.push({ kind: "sync" });
         return this.toUpstream(frame.raw);
-      case F.flush:
-      case F.copyData:
-      case F.copyDone:
-      case F.copyFail:
+      case FrontendType.flush:
+      case FrontendType.copyData:
+      case FrontendType.copyDone:
+      case FrontendType.copyFail:
         return this.toUpstream(frame.raw);
-      case F.terminate:
+      case FrontendType.terminate:
         this.upstream.end(frame.raw);
         this.close("client terminated the session");
         return;
-      case F.functionCall:
+      case FrontendType.functionCall:
         // The fast-path function call bypasses SQL (and so the parser and policy): never allowed.
         return this.blockSimple([
           {
@@ -284,7 +284,7 @@ export class ProxySession {
     if (mask) {
       // Learn the portal's columns (with the client's result formats) right before it runs, unseen by the client.
       this.expect.push({ kind: "describe-portal", portal, swallow: true, mask });
-      this.toUpstream(FE.describePortal(portal));
+      this.toUpstream(toServer.describePortal(portal));
       this.expect.push({ kind: "execute", mask });
     } else {
       this.expect.push({ kind: "execute", mask: null });
@@ -305,7 +305,7 @@ export class ProxySession {
             ? ` by ${verdict.approval.min_approvals} of [${verdict.approval.groups.join(", ")}]`
             : "";
           this.client.write(
-            B.noticeResponse({
+            toClient.noticeResponse({
               code: "01000",
               message: `pamgate: waiting for approval ${id}${who}: ${why}`,
               hint: `an approver runs: pamgate approvals approve ${id}`,
@@ -371,7 +371,7 @@ export class ProxySession {
       return;
     }
     this.expect.push({ kind: "blocked", reasons, sqlstate, simple: true });
-    this.toUpstream(FE.query(BLOCK_SQL));
+    this.toUpstream(toServer.query(BLOCK_SQL));
   }
 
   /** Blocks an extended-protocol message: a failing Parse takes its place, then the server skips to Sync. */
@@ -381,12 +381,12 @@ export class ProxySession {
       return;
     }
     this.expect.push({ kind: "blocked", reasons, sqlstate, simple: false });
-    this.toUpstream(FE.parse(`pamgate_blocked_${++this.injected}`, BLOCK_SQL));
+    this.toUpstream(toServer.parse(`pamgate_blocked_${++this.injected}`, BLOCK_SQL));
   }
 
   private fatal(sqlstate: string, message: string): void {
     if (this.closed) return;
-    this.client.end(B.errorResponse({ severity: "FATAL", code: sqlstate, message }));
+    this.client.end(toClient.errorResponse({ severity: "FATAL", code: sqlstate, message }));
     this.close(message);
   }
 
@@ -407,8 +407,8 @@ export class ProxySession {
     const span = this.upstreamSpan;
     try {
       while (!this.closed && this.upstreamIn.nextSpan(span)) {
-        if (span.type === BK.dataRow) this.forwardDataRow(span);
-        else if (span.type === BK.copyData) this.forwardCopyData(span);
+        if (span.type === BackendType.dataRow) this.forwardDataRow(span);
+        else if (span.type === BackendType.copyData) this.forwardCopyData(span);
         else {
           const waiting = this.forwardOther(span);
           if (waiting) await waiting;
@@ -493,11 +493,11 @@ export class ProxySession {
   private onUpstreamFrame(frame: Frame): Buffer | null | Promise<Buffer | null> {
     const head = this.expect.peek();
     switch (frame.type) {
-      case BK.notice:
-      case BK.notification:
-      case BK.parameterStatus:
+      case BackendType.notice:
+      case BackendType.notification:
+      case BackendType.parameterStatus:
         return frame.raw;
-      case BK.readyForQuery:
+      case BackendType.readyForQuery:
         this.tx = String.fromCharCode(frame.raw[5] as number) as TxStatus;
         this.resultPlan = null;
         this.copyOutPlan = null;
@@ -505,31 +505,31 @@ export class ProxySession {
         if (head && (head.kind === "sync" || head.kind === "query" || head.kind === "blocked"))
           this.expect.shift();
         return frame.raw;
-      case BK.errorResponse:
+      case BackendType.errorResponse:
         return this.onError(frame, head);
-      case BK.parseComplete:
-      case BK.bindComplete:
-      case BK.closeComplete:
+      case BackendType.parseComplete:
+      case BackendType.bindComplete:
+      case BackendType.closeComplete:
         this.expect.shift();
         return frame.raw;
-      case BK.parameterDescription:
+      case BackendType.parameterDescription:
         return frame.raw;
-      case BK.rowDescription:
+      case BackendType.rowDescription:
         return this.onRowDescription(frame, head);
-      case BK.noData:
+      case BackendType.noData:
         if (head?.kind === "describe-statement" || head?.kind === "describe-portal") {
           this.expect.shift();
           if (head.kind === "describe-portal" && head.swallow) return null;
         }
         return frame.raw;
-      case BK.commandComplete:
-      case BK.emptyQuery:
-      case BK.portalSuspended:
+      case BackendType.commandComplete:
+      case BackendType.emptyQuery:
+      case BackendType.portalSuspended:
         this.resultPlan = null;
         this.copyOutPlan = null;
         if (head?.kind === "execute") this.expect.shift();
         return frame.raw;
-      case BK.copyOut:
+      case BackendType.copyOut:
         if ((head?.kind === "query" || head?.kind === "execute") && head.mask?.copyPlan) {
           this.copyOutPlan = head.mask.copyPlan;
         }
@@ -548,7 +548,7 @@ export class ProxySession {
         this.expect.skipToSync();
       }
       // simple: the blocked expectation stays until its ReadyForQuery.
-      return B.errorResponse({
+      return toClient.errorResponse({
         code: head.sqlstate,
         message: head.reasons.map((r) => r.message).join("; "),
         detail: `pamgate policy: ${head.reasons.map((r) => r.code).join(", ")}`,

@@ -232,7 +232,8 @@ export function decodeStartup(frame: Frame): StartupPacket {
 
 // --- frontend messages the proxy interprets ----------------------------------------------------------------------
 
-export const F = {
+/** Type bytes of the frontend (client → server) messages the proxy reads from its clients. */
+export const FrontendType = {
   query: 0x51, // Q
   parse: 0x50, // P
   bind: 0x42, // B
@@ -322,7 +323,8 @@ function fields(f: ErrorFields): Buffer {
   return Buffer.concat(parts);
 }
 
-export const B = {
+/** Builds the backend (server → client) messages pamgate itself sends to its clients. */
+export const toClient = {
   errorResponse: (f: ErrorFields) => message(0x45, fields(f)),
   noticeResponse: (f: ErrorFields) => message(0x4e, fields({ severity: "NOTICE", ...f })),
   readyForQuery: (status: TxStatus) => message(0x5a, Buffer.from([status.charCodeAt(0)])),
@@ -342,11 +344,13 @@ export const B = {
 
 // --- frontend messages the proxy writes toward the upstream server ---------------------------------------------------
 
-export const FE = {
+/** Builds the frontend (client → server) messages pamgate itself sends to the upstream database. */
+export const toServer = {
   parse: (name: string, query: string) =>
-    message(F.parse, Buffer.concat([cstr(name), cstr(query), Buffer.from([0, 0])])),
-  describePortal: (name: string) => message(F.describe, Buffer.concat([Buffer.from("P"), cstr(name)])),
-  query: (sql: string) => message(F.query, cstr(sql)),
+    message(FrontendType.parse, Buffer.concat([cstr(name), cstr(query), Buffer.from([0, 0])])),
+  describePortal: (name: string) =>
+    message(FrontendType.describe, Buffer.concat([Buffer.from("P"), cstr(name)])),
+  query: (sql: string) => message(FrontendType.query, cstr(sql)),
   cancel: (pid: number, secret: number) => {
     const b = Buffer.allocUnsafe(16);
     b.writeInt32BE(16, 0);
@@ -362,7 +366,8 @@ export type TxStatus = "I" | "T" | "E";
 
 // --- backend messages the proxy reads -------------------------------------------------------------------------------
 
-export const BK = {
+/** Type bytes of the backend (server → client) messages the proxy reads from the upstream database. */
+export const BackendType = {
   parseComplete: 0x31, // 1
   bindComplete: 0x32, // 2
   closeComplete: 0x33, // 3
