@@ -92,21 +92,24 @@ export class DecisionEngine {
   /**
    * Decides one command of a session whose identity, resource and session fields were serialized once
    * (see SessionInput): the per-command work is only the command and the clock. This is what the protocol
-   * adapters call for every statement or request.
+   * adapters call (through the pipeline) for every statement or request.
    *
-   * A frozen `command` (the adapters' analysis caches hand out frozen, shared objects) is memoized per session:
-   * the same command object, under the same active policy, in the same second of `now` gives exactly the same
-   * input, and a policy is a pure function of its input (the wasm target has no clock, randomness or I/O), so
-   * the verdict of the first evaluation is the verdict. Each decision still gets its own id and timestamp.
+   * With a `memoKey` the verdict is memoized per session: the caller promises that the same key always comes with
+   * the same command (the adapters pass their analysis cache's shared object), so under the same active policy,
+   * in the same second of `now`, the input is byte-identical, and a policy is a pure function of its input (the
+   * wasm target has no clock, randomness or I/O): the verdict of the first evaluation is the verdict. Each
+   * decision still gets its own id and timestamp.
    */
   evaluateCommand(
     session: SessionInput,
     command: Record<string, unknown>,
-    now: Now = policyTime(),
+    opts: { now?: Now; memoKey?: object } = {},
   ): Decision {
     const active = this.active;
-    if (active && Object.isFrozen(command)) {
-      const hit = session.memoized(command, active.policy, now.ns);
+    const now = opts.now ?? policyTime();
+    const key = opts.memoKey;
+    if (active && key !== undefined) {
+      const hit = session.memoized(key, active.policy, now.ns);
       if (hit) {
         return {
           decision_id: randomUUID(),
@@ -121,13 +124,7 @@ export class DecisionEngine {
       }
       const { decision, evaluated } = this.decide(() => session.serialize(command, now), active);
       if (evaluated) {
-        decision.memo = session.memoize(
-          command,
-          active.policy,
-          now.ns,
-          decision.verdict,
-          decision.input_json,
-        );
+        decision.memo = session.memoize(key, active.policy, now.ns, decision.verdict, decision.input_json);
       }
       return decision;
     }
@@ -191,7 +188,7 @@ const MEMO_ENTRIES = 256;
  */
 export class SessionInput {
   private readonly prefix: string;
-  /** Frozen command object → its latest evaluation. Created on first use: idle sessions hold no map. */
+  /** Memo key (see evaluateCommand) → its latest evaluation. Created on first use: idle sessions hold no map. */
   private memo: Map<object, MemoEntry> | null = null;
 
   constructor(readonly fixed: Omit<PolicyInput, "command" | "now">) {
@@ -203,23 +200,17 @@ export class SessionInput {
     return `${this.prefix},"command":${JSON.stringify(command)},${nowJson(now)}}`;
   }
 
-  memoized(command: object, policy: WasmPolicy, nowNs: bigint): MemoEntry | undefined {
-    const e = this.memo?.get(command);
+  memoized(key: object, policy: WasmPolicy, nowNs: bigint): MemoEntry | undefined {
+    const e = this.memo?.get(key);
     return e && e.policy === policy && e.nowNs === nowNs ? e : undefined;
   }
 
-  memoize(
-    command: object,
-    policy: WasmPolicy,
-    nowNs: bigint,
-    verdict: Verdict,
-    inputJson: string,
-  ): MemoEntry {
+  memoize(key: object, policy: WasmPolicy, nowNs: bigint, verdict: Verdict, inputJson: string): MemoEntry {
     this.memo ??= new Map();
-    if (this.memo.size >= MEMO_ENTRIES && !this.memo.has(command)) this.memo.clear();
+    if (this.memo.size >= MEMO_ENTRIES && !this.memo.has(key)) this.memo.clear();
     // Shared by every decision answered from it, so nobody may change it.
     const entry: MemoEntry = { policy, nowNs, verdict: deepFreeze(verdict), inputJson };
-    this.memo.set(command, entry);
+    this.memo.set(key, entry);
     return entry;
   }
 }

@@ -247,8 +247,8 @@ t.test(
     );
     t.equal(policyTime(Date.parse("2026-11-26T08:00:01Z") * 1000 + 999_999), second, "one object per second");
 
-    const a = engine.evaluateCommand(session, command, second);
-    const b = engine.evaluateCommand(session, command, second);
+    const a = engine.evaluateCommand(session, command, { now: second, memoKey: command });
+    const b = engine.evaluateCommand(session, command, { now: second, memoKey: command });
     t.equal(evaluations.count, 1, "the second decision reuses the first evaluation");
     t.equal(b.verdict, a.verdict, "the very same verdict");
     t.equal(b.input_json, a.input_json, "the input it decided on is identical");
@@ -259,12 +259,15 @@ t.test(
       "a shared verdict cannot be changed",
     );
 
-    engine.evaluateCommand(session, command, policyTime(Date.parse("2026-11-26T08:00:02Z") * 1000));
+    engine.evaluateCommand(session, command, {
+      now: policyTime(Date.parse("2026-11-26T08:00:02Z") * 1000),
+      memoKey: command,
+    });
     t.equal(evaluations.count, 2, "the next second is a new input");
-    engine.evaluateCommand(session, { ...command }, second);
-    engine.evaluateCommand(session, { ...command }, second);
-    t.equal(evaluations.count, 4, "a command object that is not frozen is never reused");
-    engine.evaluateCommand(new SessionInput(fixed), command, second);
+    engine.evaluateCommand(session, command, { now: second });
+    engine.evaluateCommand(session, command, { now: second });
+    t.equal(evaluations.count, 4, "a command without a memo key is never reused");
+    engine.evaluateCommand(new SessionInput(fixed), command, { now: second, memoKey: command });
     t.equal(evaluations.count, 5, "another session has its own memo");
 
     engine.activate(
@@ -272,7 +275,7 @@ t.test(
         verdictPolicy(`{"action": "block", "reasons": [{"code": "t.new", "message": "new"}]}`),
       ),
     );
-    const c = engine.evaluateCommand(session, command, second);
+    const c = engine.evaluateCommand(session, command, { now: second, memoKey: command });
     t.equal(c.verdict.reasons[0]?.code, "t.new", "a newly activated bundle is evaluated, not the memo");
   },
 );
@@ -287,8 +290,14 @@ t.test("an engine failure is not reused: the next identical command is evaluated
   const { evaluations, session } = countingEngine(engine, active);
   const command = Object.freeze({ statement: "select" });
   const now = policyTime();
-  t.equal(engine.evaluateCommand(session, command, now).verdict.reasons[0]?.code, "engine.undefined");
-  t.equal(engine.evaluateCommand(session, command, now).verdict.reasons[0]?.code, "engine.undefined");
+  t.equal(
+    engine.evaluateCommand(session, command, { now, memoKey: command }).verdict.reasons[0]?.code,
+    "engine.undefined",
+  );
+  t.equal(
+    engine.evaluateCommand(session, command, { now, memoKey: command }).verdict.reasons[0]?.code,
+    "engine.undefined",
+  );
   t.equal(evaluations.count, 2);
 });
 
