@@ -56,7 +56,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const alice = await issuer.tokenFor("alice");
   const bot = await issuer.delegatedToken(alice, "ci-bot");
   const bob = await issuer.tokenFor("bob");
-  const port = gw.postgres?.port;
+  const port = gw.listeners.postgres?.port;
   const psql = (who: string, sql: string) =>
     `  PGPASSWORD="$${who}" psql -h 127.0.0.1 -p ${port} -U ${who.toLowerCase()} orders-db -c "${sql.replace(/"/g, '\\"')}"`;
   const out = [

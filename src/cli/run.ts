@@ -13,7 +13,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const gw = await startGateway(config, { log });
   log.info(
     {
-      postgres: gw.postgres,
+      listeners: gw.listeners,
       api: gw.api,
       revision: gw.engine.revision,
       resources: config.resources.map((r) => r.name),

@@ -15,7 +15,14 @@ export class ConfigError extends Error {
   }
 }
 
-const ajv = new Ajv({ allErrors: true, strict: false, allowUnionTypes: true });
+// `discriminator`: resources[] and store are tagged unions; report against the variant the tag names.
+const ajv = new Ajv({
+  allErrors: true,
+  strict: false,
+  allowUnionTypes: true,
+  discriminator: true,
+  verbose: true, // errors carry their parentSchema: the discriminator's variants, to list the allowed tags
+});
 const validate = ajv.compile(configSchema);
 
 /** "/resources/0/upstream/port" → "resources[0].upstream.port" */
@@ -61,6 +68,19 @@ function describe(e: ErrorObject): { pointer: string; text: string } {
     return { pointer: e.instancePath, text: `missing required field "${p.missingProperty}"` };
   if (e.keyword === "enum")
     return { pointer: e.instancePath, text: `must be one of ${JSON.stringify(p.allowedValues)}` };
+  if (e.keyword === "discriminator") {
+    const variants = (
+      e.parentSchema as { oneOf?: Array<{ properties: Record<string, { const?: unknown }> }> }
+    )?.oneOf;
+    const tags = variants?.map((v) => v.properties[p.tag as string]?.const);
+    return {
+      pointer: `${e.instancePath}/${p.tag}`,
+      text:
+        p.error === "tag"
+          ? `missing required field "${p.tag}"`
+          : `must be one of ${JSON.stringify(tags ?? [])}`,
+    };
+  }
   return { pointer: e.instancePath, text: e.message ?? "is invalid" };
 }
 

@@ -1,253 +1,191 @@
-// The gateway configuration file's shape (JSON Schema, validated with ajv) and its TypeScript type.
-// Keep the two in step; docs/configuration.md describes every field.
-import type { JSONSchemaType } from "ajv";
+// The gateway configuration file's shape: one JSON Schema (validated with ajv), composed from the gateway's own
+// sections and each protocol adapter's listener and upstream schemas (src/proxy/registry.ts). The TypeScript
+// types are derived from the schemas (TypeBox's Static), so there is no hand-kept twin to drift.
+// docs/configuration.md describes every field.
+import { type Static, type TObject, type TSchema, type TUnsafe, Type } from "@sinclair/typebox";
+import { ADAPTERS, type RegisteredAdapter } from "../proxy/registry.js";
+import { NonEmpty, Port, StringEnum, StringMap } from "./kit.js";
 
-export interface CredentialSource {
-  /** Inline password: development only. */
-  password?: string;
-  /** Name of an environment variable holding the password. */
-  password_env?: string;
-  /** Path of a file holding the password (first line). */
-  password_file?: string;
+/**
+ * A tagged union: exactly one of `variants`, chosen by the value of `key` (JSON Schema oneOf with ajv's
+ * `discriminator`, so a problem is reported against the variant the tag names, not against every variant).
+ */
+function OneOfByKey<T>(key: string, variants: TObject[]): TUnsafe<T> {
+  return Type.Unsafe<T>({
+    type: "object",
+    required: [key],
+    discriminator: { propertyName: key },
+    oneOf: variants,
+  });
 }
 
-export interface ResourceConfig {
-  name: string;
-  kind: "postgres";
-  labels?: Record<string, string>;
-  upstream: {
-    host: string;
-    port: number;
-    database: string;
-    user: string;
-    sslmode?: "disable" | "require" | "verify-full";
-  };
-  credentials: CredentialSource;
-}
+const closed = { additionalProperties: false } as const;
 
-export interface IssuerEntry {
-  issuer: string;
-  audience: string | string[];
-  groups_claim?: string;
-  algorithms?: string[];
-  leeway_seconds?: number;
-  /** Accept an http:// issuer; honoured only for loopback issuers (local development and benchmarks). */
-  allow_insecure_http?: boolean;
-}
-
-export interface AuditSinkConfig {
-  type: "postgres" | "http" | "file";
-  url?: string;
-  url_env?: string;
-  table?: string;
-  path?: string;
-  headers?: Record<string, string>;
-}
-
-export interface GatewayConfig {
-  listeners: {
-    postgres?: {
-      host?: string;
-      port: number;
-      tls?: { cert_file: string; key_file: string };
-      allow_cleartext_token?: boolean;
-      max_message_bytes?: number;
-    };
-    api?: { host?: string; port: number };
-  };
-  policy: {
-    bundle?: string;
-    url?: string;
-    policies?: string;
-    verification?: { key_file: string; algorithm?: string; key_id?: string };
-  };
-  identity: {
-    issuers?: IssuerEntry[];
-    dev_issuer?: { port?: number; audience?: string };
-    groups_claim?: string;
-  };
-  resources: ResourceConfig[];
-  store?: { type: "embedded"; dir: string } | { type: "postgres"; url?: string; url_env?: string };
-  audit?: { dir: string; max_bytes?: number; segment_bytes?: number; sinks?: AuditSinkConfig[] };
-  approvals?: {
-    wait_timeout_s?: number;
-    pending_ttl_s?: number;
-    approver_groups?: string[];
-    admin_groups?: string[];
-    webhook?: { url?: string; url_env?: string; headers?: Record<string, string>; max_attempts?: number };
-  };
-}
-
-const str = { type: "string", minLength: 1 } as const;
-const port = { type: "integer", minimum: 0, maximum: 65535 } as const;
-
-// ajv's JSONSchemaType cannot express every optional nuance cleanly; the schema is written out by hand and
-// typed loosely, with the interface above as the contract the rest of the code relies on.
-export const configSchema: JSONSchemaType<unknown> | Record<string, unknown> = {
-  type: "object",
-  additionalProperties: false,
-  required: ["listeners", "policy", "identity", "resources"],
-  properties: {
-    listeners: {
-      type: "object",
-      additionalProperties: false,
-      properties: {
-        postgres: {
-          type: "object",
-          additionalProperties: false,
-          required: ["port"],
-          properties: {
-            host: str,
-            port,
-            tls: {
-              type: "object",
-              additionalProperties: false,
-              required: ["cert_file", "key_file"],
-              properties: { cert_file: str, key_file: str },
-            },
-            allow_cleartext_token: { type: "boolean" },
-            max_message_bytes: { type: "integer", minimum: 1024 },
-          },
-        },
-        api: {
-          type: "object",
-          additionalProperties: false,
-          required: ["port"],
-          properties: { host: str, port },
-        },
-      },
-    },
-    policy: {
-      type: "object",
-      additionalProperties: false,
-      properties: {
-        bundle: str,
-        url: str,
-        policies: str,
-        verification: {
-          type: "object",
-          additionalProperties: false,
-          required: ["key_file"],
-          properties: { key_file: str, algorithm: str, key_id: str },
-        },
-      },
-    },
-    identity: {
-      type: "object",
-      additionalProperties: false,
-      properties: {
-        issuers: {
-          type: "array",
-          items: {
-            type: "object",
-            additionalProperties: false,
-            required: ["issuer", "audience"],
-            properties: {
-              issuer: str,
-              audience: { anyOf: [str, { type: "array", items: str, minItems: 1 }] },
-              groups_claim: str,
-              algorithms: { type: "array", items: str },
-              leeway_seconds: { type: "integer", minimum: 0, maximum: 300 },
-              allow_insecure_http: { type: "boolean" },
-            },
-          },
-        },
-        dev_issuer: {
-          type: "object",
-          additionalProperties: false,
-          properties: { port, audience: str },
-        },
-        groups_claim: str,
-      },
-    },
-    resources: {
-      type: "array",
-      minItems: 1,
-      items: {
-        type: "object",
-        additionalProperties: false,
-        required: ["name", "kind", "upstream", "credentials"],
-        properties: {
-          name: { type: "string", pattern: "^[A-Za-z0-9_.-]+$" },
-          kind: { enum: ["postgres"] },
-          labels: { type: "object", additionalProperties: { type: "string" } },
-          upstream: {
-            type: "object",
-            additionalProperties: false,
-            required: ["host", "port", "database", "user"],
-            properties: {
-              host: str,
-              port,
-              database: str,
-              user: str,
-              sslmode: { enum: ["disable", "require", "verify-full"] },
-            },
-          },
-          credentials: {
-            type: "object",
-            additionalProperties: false,
-            minProperties: 1,
-            maxProperties: 1,
-            properties: { password: { type: "string" }, password_env: str, password_file: str },
-          },
-        },
-      },
-    },
-    store: {
-      type: "object",
-      required: ["type"],
-      properties: {
-        type: { enum: ["embedded", "postgres"] },
-        dir: str,
-        url: str,
-        url_env: str,
-      },
-    },
-    audit: {
-      type: "object",
-      additionalProperties: false,
-      required: ["dir"],
-      properties: {
-        dir: str,
-        max_bytes: { type: "integer", minimum: 1024 },
-        segment_bytes: { type: "integer", minimum: 1024 },
-        sinks: {
-          type: "array",
-          items: {
-            type: "object",
-            additionalProperties: false,
-            required: ["type"],
-            properties: {
-              type: { enum: ["postgres", "http", "file"] },
-              url: str,
-              url_env: str,
-              table: str,
-              path: str,
-              headers: { type: "object", additionalProperties: { type: "string" } },
-            },
-          },
-        },
-      },
-    },
-    approvals: {
-      type: "object",
-      additionalProperties: false,
-      properties: {
-        wait_timeout_s: { type: "integer", minimum: 1 },
-        pending_ttl_s: { type: "integer", minimum: 1 },
-        approver_groups: { type: "array", items: str },
-        admin_groups: { type: "array", items: str },
-        webhook: {
-          type: "object",
-          additionalProperties: false,
-          properties: {
-            url: str,
-            url_env: str,
-            headers: { type: "object", additionalProperties: { type: "string" } },
-            max_attempts: { type: "integer", minimum: 1, maximum: 20 },
-          },
-        },
-      },
-    },
+export const CredentialSourceSchema = Type.Object(
+  {
+    /** Inline password: development only. */
+    password: Type.Optional(Type.String()),
+    /** Name of an environment variable holding the password. */
+    password_env: Type.Optional(NonEmpty),
+    /** Path of a file holding the password (first line). */
+    password_file: Type.Optional(NonEmpty),
   },
+  { ...closed, minProperties: 1, maxProperties: 1 },
+);
+export type CredentialSource = Static<typeof CredentialSourceSchema>;
+
+/** The fields every resource has, whatever its kind. */
+const resourceCommon = {
+  name: Type.String({ pattern: "^[A-Za-z0-9_.-]+$" }),
+  labels: Type.Optional(StringMap),
+  credentials: CredentialSourceSchema,
 };
+const ResourceCommon = Type.Object(resourceCommon);
+
+/** A resource of one adapter's kind: the common fields, `kind`, and that adapter's upstream. */
+type ResourceOf<A> = A extends RegisteredAdapter
+  ? Static<typeof ResourceCommon> & { kind: A["protocol"]; upstream: Static<A["upstreamSchema"]> }
+  : never;
+export type ResourceConfig = ResourceOf<RegisteredAdapter>;
+
+const ResourceSchema = OneOfByKey<ResourceConfig>(
+  "kind",
+  ADAPTERS.map((a) =>
+    Type.Object({ ...resourceCommon, kind: Type.Literal(a.protocol), upstream: a.upstreamSchema }, closed),
+  ),
+);
+
+/** listeners.<protocol> for each adapter, and the control-plane API. */
+type AdapterListeners = {
+  [A in RegisteredAdapter as A["protocol"]]?: Static<A["listenerSchema"]>;
+};
+const ApiListenerSchema = Type.Object({ host: Type.Optional(NonEmpty), port: Port }, closed);
+export type ListenersConfig = AdapterListeners & { api?: Static<typeof ApiListenerSchema> };
+
+const ListenersSchema = Type.Unsafe<ListenersConfig>(
+  Type.Object(
+    {
+      api: Type.Optional(ApiListenerSchema),
+      ...Object.fromEntries(
+        ADAPTERS.map((a): [string, TSchema] => [a.protocol, Type.Optional(a.listenerSchema)]),
+      ),
+    },
+    closed,
+  ),
+);
+
+const IssuerSchema = Type.Object(
+  {
+    issuer: NonEmpty,
+    audience: Type.Union([NonEmpty, Type.Array(NonEmpty, { minItems: 1 })]),
+    groups_claim: Type.Optional(NonEmpty),
+    algorithms: Type.Optional(Type.Array(NonEmpty)),
+    leeway_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 300 })),
+    /** Accept an http:// issuer; honoured only for loopback issuers (local development and benchmarks). */
+    allow_insecure_http: Type.Optional(Type.Boolean()),
+  },
+  closed,
+);
+export type IssuerEntry = Static<typeof IssuerSchema>;
+
+const PolicySchema = Type.Object(
+  {
+    /** A bundle file, watched for changes. */
+    bundle: Type.Optional(NonEmpty),
+    /** An HTTP bundle server (OPA's bundle service protocol), polled with ETag. */
+    url: Type.Optional(NonEmpty),
+    /** A folder of Rego rebuilt with opa on every change (development). */
+    policies: Type.Optional(NonEmpty),
+    verification: Type.Optional(
+      Type.Object(
+        { key_file: NonEmpty, algorithm: Type.Optional(NonEmpty), key_id: Type.Optional(NonEmpty) },
+        closed,
+      ),
+    ),
+    /** Where the last good bundle from `url` is kept, so a restart while the bundle server is down starts on it. */
+    cache_dir: Type.Optional(NonEmpty),
+  },
+  closed,
+);
+
+const IdentitySchema = Type.Object(
+  {
+    issuers: Type.Optional(Type.Array(IssuerSchema)),
+    dev_issuer: Type.Optional(
+      Type.Object({ port: Type.Optional(Port), audience: Type.Optional(NonEmpty) }, closed),
+    ),
+    groups_claim: Type.Optional(NonEmpty),
+  },
+  closed,
+);
+
+const StoreSchema = OneOfByKey<
+  { type: "embedded"; dir: string } | { type: "postgres"; url?: string; url_env?: string }
+>("type", [
+  Type.Object({ type: Type.Literal("embedded"), dir: NonEmpty }, closed),
+  Type.Object(
+    { type: Type.Literal("postgres"), url: Type.Optional(NonEmpty), url_env: Type.Optional(NonEmpty) },
+    closed,
+  ),
+]);
+
+const AuditSinkSchema = Type.Object(
+  {
+    type: StringEnum(["postgres", "http", "file"]),
+    url: Type.Optional(NonEmpty),
+    url_env: Type.Optional(NonEmpty),
+    table: Type.Optional(NonEmpty),
+    path: Type.Optional(NonEmpty),
+    headers: Type.Optional(StringMap),
+  },
+  closed,
+);
+export type AuditSinkConfig = Static<typeof AuditSinkSchema>;
+
+const AuditSchema = Type.Object(
+  {
+    dir: NonEmpty,
+    max_bytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+    segment_bytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+    sinks: Type.Optional(Type.Array(AuditSinkSchema)),
+  },
+  closed,
+);
+
+const ApprovalsSchema = Type.Object(
+  {
+    wait_timeout_s: Type.Optional(Type.Integer({ minimum: 1 })),
+    pending_ttl_s: Type.Optional(Type.Integer({ minimum: 1 })),
+    approver_groups: Type.Optional(Type.Array(NonEmpty)),
+    admin_groups: Type.Optional(Type.Array(NonEmpty)),
+    webhook: Type.Optional(
+      Type.Object(
+        {
+          url: Type.Optional(NonEmpty),
+          url_env: Type.Optional(NonEmpty),
+          headers: Type.Optional(StringMap),
+          max_attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 20 })),
+        },
+        closed,
+      ),
+    ),
+  },
+  closed,
+);
+
+export const GatewayConfigSchema = Type.Object(
+  {
+    listeners: ListenersSchema,
+    policy: PolicySchema,
+    identity: IdentitySchema,
+    resources: Type.Array(ResourceSchema, { minItems: 1 }),
+    store: Type.Optional(StoreSchema),
+    audit: Type.Optional(AuditSchema),
+    approvals: Type.Optional(ApprovalsSchema),
+  },
+  closed,
+);
+export type GatewayConfig = Static<typeof GatewayConfigSchema>;
+
+/** The schema as plain JSON Schema, for ajv (and `pamgate config schema`, docs). */
+export const configSchema: Record<string, unknown> = GatewayConfigSchema;

@@ -7,17 +7,25 @@ import type { ApprovalService } from "../approvals/service.js";
 import { AuditTrail, type SinkConfig } from "../audit/index.js";
 import { BundleManager } from "../bundles/manager.js";
 import { resolveCredential } from "../config/load.js";
-import type { GatewayConfig } from "../config/schema.js";
+import type { GatewayConfig, ResourceConfig } from "../config/schema.js";
+import type { Protocol } from "../decision/contract.js";
 import { DecisionEngine } from "../decision/engine.js";
 import type { IssuerConfig } from "../identity/config.js";
 import { type DevIssuer, startDevIssuer } from "../identity/dev-issuer.js";
 import { TokenVerifier } from "../identity/verifier.js";
 import { metrics } from "../metrics.js";
 import { type AuditPort, CommandPipeline } from "../pipeline/pipeline.js";
-import { PostgresListener, type PostgresResource } from "../proxy/postgres/server.js";
+import type {
+  AdapterListener,
+  AdapterResource,
+  ListenerBaseConfig,
+  ProtocolAdapter,
+} from "../proxy/adapter.js";
+import { ADAPTERS } from "../proxy/registry.js";
 import { openStore } from "../store/open.js";
 import type { Store } from "../store/store.js";
 import { type Logger, silentLogger } from "../util/log.js";
+import { SessionOpener } from "./sessions.js";
 
 export interface GatewayExtras {
   log?: Logger;
@@ -35,8 +43,10 @@ export interface Gateway {
   approvals: ApprovalService;
   store: Store;
   pipeline: CommandPipeline;
+  sessions: SessionOpener;
   audit: AuditTrail | null;
-  postgres: { host: string; port: number } | null;
+  /** Where each configured protocol listens. */
+  listeners: Partial<Record<Protocol, { host: string; port: number }>>;
   api: { host: string; port: number } | null;
   devIssuer: DevIssuer | null;
   close(): Promise<void>;
@@ -76,15 +86,9 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
   };
   try {
     // Credentials first: a missing secret is a configuration error, reported before anything starts.
-    const pgResources: PostgresResource[] = [];
-    for (const r of config.resources) {
-      if (r.kind !== "postgres") continue;
-      pgResources.push({
-        name: r.name,
-        labels: r.labels ?? {},
-        upstream: { ...r.upstream, password: await resolveCredential(r.credentials, r.name) },
-      });
-    }
+    const resources = new Map<Protocol, AdapterResource<Record<string, unknown>>[]>();
+    for (const r of config.resources)
+      resources.set(r.kind, [...(resources.get(r.kind) ?? []), await adapterResource(r)]);
     const engine = new DecisionEngine();
     const verification = config.policy.verification
       ? {
@@ -171,33 +175,34 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
       log,
     });
 
-    let postgres: Gateway["postgres"] = null;
-    const pgListen = config.listeners.postgres;
-    if (pgListen && pgResources.length > 0) {
-      const tls = pgListen.tls
-        ? { cert: await readFile(pgListen.tls.cert_file), key: await readFile(pgListen.tls.key_file) }
+    const sessions = new SessionOpener({ auth: verifier, audit, log });
+    const listeners: Gateway["listeners"] = {};
+    for (const adapter of ADAPTERS as readonly ProtocolAdapter[]) {
+      // Validated against this adapter's listener schema when the configuration was loaded.
+      const listenConfig = (config.listeners as Record<string, ListenerBaseConfig | undefined>)[
+        adapter.protocol
+      ];
+      const own = resources.get(adapter.protocol) ?? [];
+      if (!listenConfig) {
+        if (own.length > 0)
+          log.warn(
+            { protocol: adapter.protocol },
+            `resources of kind ${adapter.protocol} but no listeners.${adapter.protocol}`,
+          );
+        continue;
+      }
+      const tls = listenConfig.tls
+        ? { cert: await readFile(listenConfig.tls.cert_file), key: await readFile(listenConfig.tls.key_file) }
         : undefined;
-      const listener = new PostgresListener({
-        host: pgListen.host ?? "127.0.0.1",
-        port: pgListen.port,
-        resources: pgResources,
-        pipeline,
-        auth: verifier,
-        transcripts: audit
-          ? (sessionId) => {
-              const t = (audit as AuditTrail).openTranscript(sessionId, { meta: { protocol: "postgres" } });
-              return (entry) => {
-                if (entry.event === "end") void t.close();
-                else t.entry(entry);
-              };
-            }
-          : undefined,
+      const listener: AdapterListener = adapter.createListener({
+        config: listenConfig,
         tls,
-        allowCleartextToken: pgListen.allow_cleartext_token,
-        maxMessageBytes: pgListen.max_message_bytes,
+        resources: own,
+        sessions,
+        pipeline,
         log,
       });
-      postgres = await listener.listen();
+      listeners[adapter.protocol] = await listener.listen();
       closers.push(() => listener.close());
     }
 
@@ -232,8 +237,9 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
       approvals,
       store,
       pipeline,
+      sessions,
       audit,
-      postgres,
+      listeners,
       api,
       devIssuer,
       close: closeAll,
@@ -242,4 +248,13 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
     await closeAll();
     throw err;
   }
+}
+
+/** A configured resource as its adapter gets it: the policy's resource, its upstream and its resolved secret. */
+async function adapterResource(r: ResourceConfig): Promise<AdapterResource<Record<string, unknown>>> {
+  return {
+    resource: { name: r.name, kind: r.kind, labels: r.labels ?? {} },
+    upstream: r.upstream,
+    secret: await resolveCredential(r.credentials, r.name),
+  };
 }

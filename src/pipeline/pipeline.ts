@@ -38,6 +38,18 @@ export interface CommandRequest {
   text: string;
   /** A stable fingerprint of the command (literals removed), which approval grants are keyed by. */
   fingerprint: string;
+  /**
+   * The command's identity for the engine's verdict memo (see DecisionEngine.evaluateCommand): requests with the
+   * same key must carry the same `command`. Adapters whose analysis is cached pass the cached object; without a
+   * key every command is evaluated.
+   */
+  memoKey?: object;
+  /**
+   * Asked before anything is recorded when the verdict masks: why the adapter cannot enforce these masks on this
+   * command (a reason, which turns the command into a block), or null when it can. Without the hook a mask
+   * verdict is always a block: a mask that cannot be applied must never become an allow.
+   */
+  checkMask?: (mask: readonly MaskRule[]) => Reason | null | Promise<Reason | null>;
 }
 
 export type EnforcedAction = "allow" | "mask" | "block";
@@ -96,6 +108,34 @@ export interface PipelineOptions {
 
 const reason = (code: string, message: string): Reason => ({ code, message });
 
+/** What one command of a batch is heading for while the batch is decided. */
+interface Plan {
+  req: CommandRequest;
+  decision: Decision;
+  action: EnforcedAction | "approve";
+  reasons: Reason[];
+  approvalId: string | null;
+}
+
+export interface DecideHooks {
+  /** Called when a command waits for an approval, with the request id, so the adapter can tell the user. */
+  onHold?: (approvalId: string, verdict: Verdict) => void;
+  /** Aborts an approval wait (the client went away). */
+  signal?: AbortSignal;
+}
+
+/** The outcome of a batch: every command's outcome, and what the batch as a whole gets. */
+export interface BatchOutcome {
+  /** block when any command is blocked (then every outcome is a block), else mask when any masks, else allow. */
+  action: EnforcedAction;
+  /** One per request, in order. */
+  outcomes: Outcome[];
+  /** For a block: the reasons of the command that caused it (what the client is told). */
+  reasons: Reason[];
+  /** The session cannot continue (its token expired). */
+  fatal: boolean;
+}
+
 export class CommandPipeline {
   private readonly log: Logger;
 
@@ -106,50 +146,83 @@ export class CommandPipeline {
     this.log = options.log ?? silentLogger;
   }
 
+  /** Decides one command: a batch of one. */
+  async decide(session: SessionContext, req: CommandRequest, hooks: DecideHooks = {}): Promise<Outcome> {
+    const batch = await this.decideBatch(session, [req], hooks);
+    return batch.outcomes[0] as Outcome;
+  }
+
   /**
-   * Decides one command. `onHold` is called (once) when the command waits for an approval, with the approval
-   * request id, so the adapter can tell the user who is waiting.
+   * Decides the commands one client message carries (a multi-statement query), all or nothing: if any command is
+   * blocked — by policy, by its adapter being unable to enforce its mask, by a denied approval, by the audit
+   * trail — none of them runs, and every command's record says block (the others with `batch.blocked`, naming
+   * the one that caused it). Approvals are asked only when nothing is blocked. Every record is durable before
+   * this resolves and states what the client actually gets.
    */
-  async decide(
+  async decideBatch(
     session: SessionContext,
-    req: CommandRequest,
-    hooks: { onHold?: (approvalId: string, verdict: Verdict) => void; signal?: AbortSignal } = {},
-  ): Promise<Outcome> {
+    reqs: readonly CommandRequest[],
+    hooks: DecideHooks = {},
+  ): Promise<BatchOutcome> {
     const now = this.options.now?.() ?? Date.now();
-    const decision = this.engine.evaluateCommand(session.input, req.command);
-    const verdict = decision.verdict;
-    if (decision.eval_ns > 0)
-      metrics.evaluationSeconds.observe({ protocol: session.protocol }, decision.eval_ns / 1e9);
-    else metrics.reusedVerdicts.inc({ protocol: session.protocol });
+    const plans: Plan[] = reqs.map((req) => {
+      const decision = this.engine.evaluateCommand(session.input, req.command, { memoKey: req.memoKey });
+      if (decision.eval_ns > 0)
+        metrics.evaluationSeconds.observe({ protocol: session.protocol }, decision.eval_ns / 1e9);
+      else metrics.reusedVerdicts.inc({ protocol: session.protocol });
+      const v = decision.verdict;
+      return { req, decision, action: v.action, reasons: v.reasons, approvalId: null };
+    });
 
     if (session.expiresAt.getTime() <= now) {
       const r = reason(
         "identity.token_expired",
         `your access token expired at ${session.expiresAt.toISOString()}; reconnect with a fresh token`,
       );
-      return this.finish(session, decision, "block", [r], null, true);
+      for (const p of plans) block(p, [r]);
+      return this.finish(session, plans, true);
     }
 
-    if (verdict.action === "approve") return this.approve(session, req, decision, hooks);
-    const action: EnforcedAction = verdict.action;
-    return this.finish(session, decision, action, verdict.reasons, null, false);
+    // Can the adapter enforce each mask? Asked before anything is recorded, so the record says what happens.
+    for (const p of plans) {
+      const mask = p.decision.verdict.mask;
+      if ((p.action !== "mask" && p.action !== "approve") || mask.length === 0) continue;
+      if (!p.req.checkMask) {
+        const r = `pamgate cannot mask ${session.protocol} responses, so this command is blocked`;
+        block(p, [reason("mask.unsupported", r)]);
+        continue;
+      }
+      try {
+        const problem = await p.req.checkMask(mask);
+        if (problem) block(p, [problem]);
+      } catch (err) {
+        block(p, [reason("mask.unavailable", `pamgate cannot prepare the masking: ${errorText(err)}`)]);
+      }
+    }
+
+    if (!plans.some((p) => p.action === "block")) {
+      for (const p of plans) {
+        if (p.action !== "approve") continue;
+        await this.approve(session, p, hooks);
+        if ((p.action as Plan["action"]) === "block") break;
+      }
+    }
+    return this.finish(session, plans, false);
   }
 
-  private async approve(
-    session: SessionContext,
-    req: CommandRequest,
-    decision: Decision,
-    hooks: { onHold?: (approvalId: string, verdict: Verdict) => void; signal?: AbortSignal },
-  ): Promise<Outcome> {
+  /** Resolves an `approve` plan to a grant (allow/mask under the approval) or a block. */
+  private async approve(session: SessionContext, p: Plan, hooks: DecideHooks): Promise<void> {
+    const { decision, req } = p;
     const verdict = decision.verdict;
     const approvals = this.options.approvals;
-    const granted = verdict.mask.length > 0 ? "mask" : "allow";
+    const granted: EnforcedAction = verdict.mask.length > 0 ? "mask" : "allow";
     if (!approvals || !verdict.approval) {
       const r = reason(
         "approval.unavailable",
         "this command needs an approval, but approvals are not configured on this gateway",
       );
-      return this.finish(session, decision, "block", [...verdict.reasons, r], null, false);
+      block(p, [...verdict.reasons, r]);
+      return;
     }
     try {
       const grant = await approvals.findGrant({
@@ -157,8 +230,10 @@ export class CommandPipeline {
         resource: session.resource.name,
         fingerprint: req.fingerprint,
       });
-      if (grant) return this.finish(session, decision, granted, verdict.reasons, grant.approval_id, false);
-
+      if (grant) {
+        Object.assign(p, { action: granted, approvalId: grant.approval_id });
+        return;
+      }
       const request = await approvals.create({
         requester: session.identity,
         resource: session.resource.name,
@@ -169,29 +244,24 @@ export class CommandPipeline {
         decisionId: decision.decision_id,
         sessionId: session.id,
       });
+      p.approvalId = request.id;
       // The request itself is a decision on record: who asked, for what, and why it needs approval.
       await this.record(session, decision, "approve", verdict.reasons, request.id);
       hooks.onHold?.(request.id, verdict);
       const timeoutMs = this.options.approvalTimeoutMs ?? 5 * 60_000;
       const outcome = await approvals.waitForOutcome(request.id, { timeoutMs, signal: hooks.signal });
-      if (outcome === "approved")
-        return this.finish(session, decision, granted, verdict.reasons, request.id, false);
+      if (outcome === "approved") {
+        p.action = granted;
+        return;
+      }
       const why: Record<Exclude<ApprovalOutcome, "approved">, string> = {
         denied: `approval request ${request.id} was denied`,
         expired: `approval request ${request.id} expired before enough approvers said yes`,
         timeout: `no approval for request ${request.id} within ${Math.round(timeoutMs / 1000)} s; it stays open — run the command again once it is approved`,
       };
-      return this.finish(
-        session,
-        decision,
-        "block",
-        [reason(`approval.${outcome}`, why[outcome])],
-        request.id,
-        false,
-      );
+      block(p, [reason(`approval.${outcome}`, why[outcome])]);
     } catch (err) {
-      const r = reason("approval.error", `the approval could not be processed: ${errorText(err)}`);
-      return this.finish(session, decision, "block", [r], null, false);
+      block(p, [reason("approval.error", `the approval could not be processed: ${errorText(err)}`)]);
     }
   }
 
@@ -205,44 +275,65 @@ export class CommandPipeline {
     await this.options.audit?.recordDecision(decision, { session, action, approvalId, reasons });
   }
 
-  /** Records the enforced outcome durably, then returns it. A failed record turns anything into a block. */
-  private async finish(
-    session: SessionContext,
-    decision: Decision,
-    action: EnforcedAction,
-    reasons: Reason[],
-    approvalId: string | null,
-    fatal: boolean,
-  ): Promise<Outcome> {
-    let out: Outcome = {
-      action,
-      verdict: decision.verdict,
-      reasons,
-      mask: action === "mask" ? decision.verdict.mask : [],
-      decision,
-      approvalId,
-      fatal,
-    };
-    try {
-      await this.record(session, decision, action, reasons, approvalId);
-    } catch (err) {
+  /**
+   * Makes the batch all or nothing, records every command's enforced outcome durably, then returns them. A
+   * record that fails turns the whole batch into a block.
+   */
+  private async finish(session: SessionContext, plans: Plan[], fatal: boolean): Promise<BatchOutcome> {
+    const culprit = plans.findIndex((p) => p.action === "block");
+    if (culprit >= 0 && plans.length > 1) {
+      const c = plans[culprit] as Plan;
+      const codes = c.reasons.map((r) => r.code).join(", ");
+      const r = reason(
+        "batch.blocked",
+        `command ${culprit + 1} of ${plans.length} in this message was blocked (${codes}), so none of them ran`,
+      );
+      for (const p of plans) if (p !== c && p.action !== "block") block(p, [r]);
+    }
+    // Every plan is settled by now (approvals resolved), so nothing is left at "approve".
+    const results = await Promise.allSettled(
+      plans.map((p) => this.record(session, p.decision, p.action, p.reasons, p.approvalId)),
+    );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) {
+      const err = failed.reason as unknown;
       this.log.error(
-        { session: session.id, decision_id: decision.decision_id },
+        { session: session.id, decisions: plans.map((p) => p.decision.decision_id) },
         `audit record failed: ${errorText(err)}`,
       );
-      out = {
-        ...out,
-        action: "block",
-        mask: [],
-        reasons: [
-          reason(
-            "audit.unavailable",
-            `the audit trail cannot record this command, so it is blocked: ${errorText(err)}`,
-          ),
-        ],
-      };
+      // The records the trail did take (if any) name an action that now does not happen; the trail refusing
+      // others means it is full or failing, so a superseding record would be refused too. Logged above.
+      const r = reason(
+        "audit.unavailable",
+        `the audit trail cannot record this command, so it is blocked: ${errorText(err)}`,
+      );
+      for (const p of plans) block(p, [r]);
     }
-    metrics.decisions.inc({ action: out.action, protocol: session.protocol });
-    return out;
+    const outcomes = plans.map((p): Outcome => {
+      const action = p.action as EnforcedAction;
+      metrics.decisions.inc({ action, protocol: session.protocol });
+      return {
+        action,
+        verdict: p.decision.verdict,
+        reasons: p.reasons,
+        mask: action === "mask" ? p.decision.verdict.mask : [],
+        decision: p.decision,
+        approvalId: p.approvalId,
+        fatal,
+      };
+    });
+    const blocked = outcomes.find((o) => o.action === "block");
+    const cause = culprit >= 0 ? outcomes[culprit] : blocked;
+    return {
+      action: blocked ? "block" : outcomes.some((o) => o.action === "mask") ? "mask" : "allow",
+      outcomes,
+      reasons: cause?.reasons ?? [],
+      fatal,
+    };
   }
+}
+
+function block(p: Plan, reasons: Reason[]): void {
+  p.action = "block";
+  p.reasons = reasons;
 }

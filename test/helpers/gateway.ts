@@ -82,7 +82,7 @@ export async function startTestGateway(
     devClients: ["ci-bot", "deploy-agent"],
     ...extras,
   });
-  const port = gw.postgres?.port as number;
+  const port = gw.listeners.postgres?.port as number;
   const issuer = gw.devIssuer as NonNullable<Gateway["devIssuer"]>;
   const url = (token: string, resource = "orders-db") =>
     `postgres://alice:${encodeURIComponent(token)}@127.0.0.1:${port}/${resource}?sslmode=disable`;

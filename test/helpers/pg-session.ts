@@ -3,7 +3,13 @@
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
 import type { MaskRule } from "../../src/decision/contract.js";
-import type { CommandPipeline, Outcome, SessionContext } from "../../src/pipeline/pipeline.js";
+import type {
+  BatchOutcome,
+  CommandPipeline,
+  CommandRequest,
+  Outcome,
+  SessionContext,
+} from "../../src/pipeline/pipeline.js";
 import { initAnalyzer } from "../../src/proxy/postgres/analysis.js";
 import type { Catalog } from "../../src/proxy/postgres/catalog.js";
 import { Masker } from "../../src/proxy/postgres/masking.js";
@@ -87,16 +93,25 @@ export async function fakeSession(opts: FakeSessionOptions = {}) {
   const client = opts.clientSocket ?? new FakeSocket(opts.discardOutput);
   const upstream = new FakeSocket();
   const masks = opts.masks ?? [];
+  // A pipeline whose every statement gets the same verdict; the mask is still checked by the session's hook.
   const pipeline = {
-    decide: async () =>
-      ({
-        action: masks.length > 0 ? "mask" : "allow",
-        reasons: [],
-        mask: masks,
-        decision: { decision_id: "d1" },
-        approvalId: null,
-        fatal: false,
-      }) as unknown as Outcome,
+    decideBatch: async (_ctx: unknown, reqs: CommandRequest[]): Promise<BatchOutcome> => {
+      const problems = await Promise.all(reqs.map((r) => (masks.length ? r.checkMask?.(masks) : null)));
+      const problem = problems.find((p) => p);
+      const action = problem ? "block" : masks.length > 0 ? "mask" : "allow";
+      const outcomes = reqs.map(
+        () =>
+          ({
+            action,
+            reasons: problem ? [problem] : [],
+            mask: action === "mask" ? masks : [],
+            decision: { decision_id: "d1" },
+            approvalId: null,
+            fatal: false,
+          }) as unknown as Outcome,
+      );
+      return { action, outcomes, reasons: problem ? [problem] : [], fatal: false };
+    },
   } as unknown as CommandPipeline;
   const catalog = {
     origins: async (cols: Array<{ tableOid: number; column: number }>) =>
@@ -107,7 +122,7 @@ export async function fakeSession(opts: FakeSessionOptions = {}) {
   const session = new ProxySession(
     client as unknown as Socket,
     upstream as unknown as Socket,
-    { id: "s1" } as SessionContext,
+    { ctx: { id: "s1" } as SessionContext, transcript: () => {}, end: () => {} },
     { pipeline, catalog, masker, log: silentLogger, maxFrame: 1 << 20 },
   );
   session.start();

@@ -5,6 +5,7 @@ import { connect } from "node:net";
 import pg from "pg";
 import t from "tap";
 import { toServer } from "../../src/proxy/postgres/wire.js";
+import { silentLogger } from "../../src/util/log.js";
 import { activeFrom, buildTestBundle } from "../helpers/bundles.js";
 import { run, startTestGateway, type TestGateway } from "../helpers/gateway.js";
 
@@ -148,7 +149,7 @@ t.test("a cancel request reaches the right backend", async (t) => {
   const sleeping = c.query("SELECT pg_sleep(20)").catch((e: pg.DatabaseError) => e);
   await new Promise((r) => setTimeout(r, 300));
   await new Promise<void>((resolve) => {
-    const s = connect({ host: "127.0.0.1", port: g.gw.postgres?.port as number }, () =>
+    const s = connect({ host: "127.0.0.1", port: g.gw.listeners.postgres?.port as number }, () =>
       s.end(toServer.cancel(key.processID, key.secretKey)),
     );
     s.on("close", () => resolve());
@@ -367,25 +368,19 @@ t.test("TLS toward the client: sslmode=require works with the configured certifi
     ],
     { stdio: "ignore" },
   );
-  const { PostgresListener } = await import("../../src/proxy/postgres/server.js");
-  const listener = new PostgresListener({
-    host: "127.0.0.1",
-    port: 0,
+  const { postgresAdapter } = await import("../../src/proxy/postgres/adapter.js");
+  const listener = postgresAdapter.createListener({
+    config: { host: "127.0.0.1", port: 0 },
     resources: [
       {
-        name: "orders-db",
-        labels: { env: "production" },
-        upstream: {
-          host: g.db.host,
-          port: g.db.port,
-          database: g.db.database,
-          user: g.db.user,
-          password: g.db.password,
-        },
+        resource: { name: "orders-db", kind: "postgres", labels: { env: "production" } },
+        upstream: { host: g.db.host, port: g.db.port, database: g.db.database, user: g.db.user },
+        secret: g.db.password,
       },
     ],
+    sessions: g.gw.sessions,
     pipeline: g.gw.pipeline,
-    auth: g.gw.verifier,
+    log: silentLogger,
     tls: { cert: readFileSync(`${dir}/cert.pem`), key: readFileSync(`${dir}/key.pem`) },
   });
   const { port } = await listener.listen();

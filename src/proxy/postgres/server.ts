@@ -1,17 +1,18 @@
 // The PostgreSQL listener: TLS negotiation, startup, token authentication (the OIDC access token is the
-// password), the upstream connection with pamgate's own credentials, cancel-request mapping, then a
-// ProxySession per client. Errors before the session starts are sent as the FATAL ErrorResponse a PostgreSQL
-// client expects, and cost nothing to other sessions.
+// password) through the gateway's session opener, the upstream connection with pamgate's own credentials,
+// cancel-request mapping, then a ProxySession per client. Errors before the session starts are sent as the
+// FATAL ErrorResponse a PostgreSQL client expects, and cost nothing to other sessions.
 import { randomInt, randomUUID } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
-import { createSecureContext, type SecureContextOptions, TLSSocket } from "node:tls";
-import type { Identity, Resource } from "../../decision/contract.js";
-import { SessionInput } from "../../decision/engine.js";
-import { errorText } from "../../decision/wasm-policy.js";
-import type { CommandPipeline, SessionContext } from "../../pipeline/pipeline.js";
-import { type Logger, silentLogger } from "../../util/log.js";
+import { createSecureContext, TLSSocket } from "node:tls";
+import { SessionRefusedError } from "../../gateway/sessions.js";
+import type { ComponentStatus } from "../../status/status.js";
+import { errorText } from "../../util/errors.js";
+import { silentLogger } from "../../util/log.js";
+import type { AdapterContext, AdapterListener, AdapterResource } from "../adapter.js";
 import { initAnalyzer } from "./analysis.js";
 import { Catalog } from "./catalog.js";
+import type { PostgresListenerConfig, PostgresUpstreamConfig } from "./config.js";
 import { Masker } from "./masking.js";
 import { ProxySession } from "./session.js";
 import { cancelUpstream, connectUpstream, type UpstreamTarget } from "./upstream.js";
@@ -25,51 +26,31 @@ import {
   toClient,
 } from "./wire.js";
 
-export interface PostgresResource {
-  /** The name clients put as the database name, and the policy's input.resource.name. */
-  name: string;
-  labels: Record<string, string>;
-  upstream: UpstreamTarget;
-}
-
-/** Turns a presented token into an identity; throws with a message naming the failed check. */
-export interface TokenAuthenticator {
-  verify(token: string): Promise<{ identity: Identity; expiresAt: Date }>;
-}
-
-export interface PostgresListenerOptions {
-  host: string;
-  port: number;
-  resources: PostgresResource[];
-  pipeline: CommandPipeline;
-  auth: TokenAuthenticator;
-  tls?: SecureContextOptions;
-  /** Allow the token over a connection without TLS from non-loopback clients (never do this in production). */
-  allowCleartextToken?: boolean;
-  /** Largest client message accepted (bytes). */
-  maxMessageBytes?: number;
-  /** Key for the `hash` masking strategy. */
+export interface PostgresListenerOptions
+  extends AdapterContext<PostgresListenerConfig, PostgresUpstreamConfig> {
+  /** Key for the `hash` masking strategy (default: random per process). */
   maskKey?: Buffer;
-  log?: Logger;
-  /** Session transcripts (JSON lines), e.g. the audit trail's recording API. */
-  transcripts?: (sessionId: string) => (entry: Record<string, unknown>) => void;
 }
+
+/** A configured resource as the listener keeps it: the policy's resource and the upstream to reach. */
+interface PostgresResource {
+  entry: AdapterResource<PostgresUpstreamConfig>;
+  target: UpstreamTarget;
+}
+
+/** SQLSTATEs for the session opener's refusals. */
+const REFUSAL_SQLSTATE: Record<string, string> = {
+  "identity.tls_required": "28000",
+  "identity.no_token": "28P01",
+  "identity.token_rejected": "28P01",
+  "audit.unavailable": "53000",
+};
 
 const STARTUP_TIMEOUT_MS = 30_000;
 
-function isLoopback(addr: string | undefined): boolean {
-  return (
-    !!addr &&
-    (addr.startsWith("127.") ||
-      addr === "::1" ||
-      addr === "::ffff:127.0.0.1" ||
-      addr.startsWith("::ffff:127."))
-  );
-}
-
-export class PostgresListener {
+export class PostgresListener implements AdapterListener {
   private server: Server | null = null;
-  private readonly log: Logger;
+  private readonly log;
   private readonly resources: Map<string, PostgresResource>;
   private readonly catalogs = new Map<string, Catalog>();
   private readonly masker: Masker;
@@ -81,25 +62,45 @@ export class PostgresListener {
   >();
   private nextPid = 1;
   private readonly secureContext;
+  private state: ComponentStatus = { state: "not_ready", message: "not listening yet" };
 
   constructor(private readonly options: PostgresListenerOptions) {
     this.log = options.log ?? silentLogger;
-    this.resources = new Map(options.resources.map((r) => [r.name, r]));
+    this.resources = new Map(
+      options.resources.map((entry) => [
+        entry.resource.name,
+        { entry, target: { ...entry.upstream, password: entry.secret } },
+      ]),
+    );
     this.masker = new Masker(options.maskKey ?? Buffer.from(randomUUID()));
     this.secureContext = options.tls ? createSecureContext(options.tls) : null;
   }
 
   async listen(): Promise<{ host: string; port: number }> {
-    await initAnalyzer();
+    try {
+      await initAnalyzer();
+    } catch (err) {
+      this.state = { state: "error", message: `the SQL parser cannot be loaded: ${errorText(err)}` };
+      throw err;
+    }
     const server = createServer((socket) => this.accept(socket));
     this.server = server;
+    const { host = "127.0.0.1", port } = this.options.config;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(this.options.port, this.options.host, () => resolve());
+      server.listen(port, host, () => resolve());
+    });
+    server.on("error", (err) => {
+      this.state = { state: "error", message: `listener failed: ${err.message}` };
     });
     const addr = server.address() as { address: string; port: number };
+    this.state = { state: "ok", message: `listening on ${addr.address}:${addr.port}` };
     this.log.info({ host: addr.address, port: addr.port }, "postgres listener ready");
     return { host: addr.address, port: addr.port };
+  }
+
+  status(): ComponentStatus {
+    return { ...this.state, details: { sessions: this.sessions.size } };
   }
 
   get sessionCount(): number {
@@ -107,16 +108,18 @@ export class PostgresListener {
   }
 
   async close(): Promise<void> {
+    this.state = { state: "not_ready", message: "shutting down" };
     for (const s of this.sessions) s.close("gateway shutting down");
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     await Promise.all([...this.catalogs.values()].map((c) => c.close()));
   }
 
   private catalogFor(resource: PostgresResource): Catalog {
-    let c = this.catalogs.get(resource.name);
+    const name = resource.entry.resource.name;
+    let c = this.catalogs.get(name);
     if (!c) {
-      c = new Catalog(resource.upstream);
-      this.catalogs.set(resource.name, c);
+      c = new Catalog(resource.target);
+      this.catalogs.set(name, c);
     }
     return c;
   }
@@ -125,7 +128,12 @@ export class PostgresListener {
     raw.setNoDelay(true);
     raw.on("error", () => {}); // reported through the handshake below
     this.handshake(raw).catch((err: unknown) => {
-      const e = err instanceof ProtocolError ? err : new ProtocolError(errorText(err), "08006");
+      const e =
+        err instanceof ProtocolError
+          ? err
+          : err instanceof SessionRefusedError
+            ? new ProtocolError(err.message, REFUSAL_SQLSTATE[err.code] ?? "28000")
+            : new ProtocolError(errorText(err), "08006");
       this.log.warn({ client: raw.remoteAddress }, `connection refused: ${e.message}`);
       if (!raw.destroyed)
         raw.end(toClient.errorResponse({ severity: "FATAL", code: e.sqlstate, message: e.message }));
@@ -215,94 +223,61 @@ export class PostgresListener {
         "3D000",
       );
     }
-    if (!tls && !this.options.allowCleartextToken && !isLoopback(raw.remoteAddress)) {
-      throw new ProtocolError(
-        "pamgate requires TLS for token authentication from non-loopback clients: connect with sslmode=require",
-        "28000",
-      );
-    }
-
-    // The token is the password. Ask for it in cleartext — inside TLS, or on loopback.
-    socket.write(toClient.authCleartext());
-    reader.startup = false;
-    const pw = await this.readFrame(socket, reader);
-    if (pw.type !== FrontendType.password)
-      throw new ProtocolError("expected a password message carrying the access token");
-    const token = decodePassword(pw);
-    if (!token)
-      throw new ProtocolError("no access token: pass your OIDC access token as the password", "28P01");
-    let verified: { identity: Identity; expiresAt: Date };
-    try {
-      verified = await this.options.auth.verify(token);
-    } catch (err) {
-      throw new ProtocolError(`access token rejected: ${errorText(err)}`, "28P01");
-    }
-
-    const upstream = await connectUpstream(resource.upstream, params).catch((err: unknown) => {
-      throw new ProtocolError(`pamgate cannot reach resource "${resource.name}": ${errorText(err)}`, "08006");
+    const auth = await this.options.sessions.authenticate({
+      protocol: "postgres",
+      resource: resource.entry.resource,
+      transport: {
+        remoteAddress: raw.remoteAddress ?? "",
+        tls,
+        allowCleartextToken: this.options.config.allow_cleartext_token,
+      },
+      // The token is the password. Asked for in cleartext — inside TLS, or on loopback (the opener checked).
+      getToken: async () => {
+        socket.write(toClient.authCleartext());
+        reader.startup = false;
+        const pw = await this.readFrame(socket, reader);
+        if (pw.type !== FrontendType.password)
+          throw new ProtocolError("expected a password message carrying the access token");
+        return decodePassword(pw);
+      },
     });
 
-    const id = randomUUID();
+    const upstream = await connectUpstream(resource.target, params).catch((err: unknown) => {
+      throw new ProtocolError(
+        `pamgate cannot reach resource "${resource.entry.resource.name}": ${errorText(err)}`,
+        "08006",
+      );
+    });
+    let open: Awaited<ReturnType<typeof this.options.sessions.open>>;
+    try {
+      open = await this.options.sessions.open(auth);
+    } catch (err) {
+      upstream.socket.destroy();
+      throw err;
+    }
+
     const pid = this.nextPid++;
     const secret = randomInt(1, 2 ** 31 - 1);
     if (upstream.backendKey)
-      this.cancelKeys.set(pid, { secret, target: resource.upstream, key: upstream.backendKey });
-
-    const res: Resource = { name: resource.name, kind: "postgres", labels: resource.labels };
-    const ctx: SessionContext = {
-      id,
-      protocol: "postgres",
-      resource: res,
-      identity: verified.identity,
-      expiresAt: verified.expiresAt,
-      clientAddr: raw.remoteAddress ?? "",
-      input: new SessionInput({
-        protocol: "postgres",
-        resource: res,
-        identity: verified.identity,
-        session: {
-          id,
-          client_addr: raw.remoteAddress ?? "",
-          started_at: new Date().toISOString(),
-          approval_id: null,
-        },
-      }),
-    };
+      this.cancelKeys.set(pid, { secret, target: resource.target, key: upstream.backendKey });
 
     const hello = [toClient.authOk()];
     for (const [k, v] of upstream.parameters) hello.push(toClient.parameterStatus(k, v));
     hello.push(toClient.backendKeyData(pid, secret), toClient.readyForQuery("I"));
     socket.write(Buffer.concat(hello));
 
-    const transcript = this.options.transcripts?.(id);
-    transcript?.({
-      event: "start",
-      resource: resource.name,
-      identity: verified.identity,
-      client_addr: raw.remoteAddress,
-    });
-    const session = new ProxySession(socket, upstream.socket as Socket, ctx, {
+    const session = new ProxySession(socket, upstream.socket as Socket, open, {
       pipeline: this.options.pipeline,
       catalog: this.catalogFor(resource),
       masker: this.masker,
       log: this.log,
-      maxFrame: this.options.maxMessageBytes ?? 64 * 1024 * 1024,
-      transcript,
+      maxFrame: this.options.config.max_message_bytes ?? 64 * 1024 * 1024,
     });
     this.sessions.add(session);
     socket.once("close", () => {
       this.sessions.delete(session);
       this.cancelKeys.delete(pid);
     });
-    this.log.info(
-      {
-        session: id,
-        resource: resource.name,
-        sub: verified.identity.sub,
-        actors: verified.identity.actors.map((a) => a.sub),
-      },
-      "session started",
-    );
     session.start(reader.drain());
   }
 

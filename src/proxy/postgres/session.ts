@@ -7,9 +7,15 @@
 // resulting ErrorResponse with the policy's (SQLSTATE 42501 and the reason).
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
-import type { MaskRule, Reason } from "../../decision/contract.js";
+import type { MaskRule, Reason, Verdict } from "../../decision/contract.js";
 import { errorText } from "../../decision/wasm-policy.js";
-import type { CommandPipeline, Outcome, SessionContext } from "../../pipeline/pipeline.js";
+import type { OpenSession } from "../../gateway/sessions.js";
+import type {
+  BatchOutcome,
+  CommandPipeline,
+  CommandRequest,
+  SessionContext,
+} from "../../pipeline/pipeline.js";
 import type { Logger } from "../../util/log.js";
 import { type AnalyzedStatement, analyzeSql } from "./analysis.js";
 import type { Catalog } from "./catalog.js";
@@ -49,8 +55,6 @@ export interface SessionDeps {
   masker: Masker;
   log: Logger;
   maxFrame: number;
-  /** Records the session transcript (JSON lines); optional. */
-  transcript?: (entry: Record<string, unknown>) => void;
 }
 
 interface PreparedStatement {
@@ -78,13 +82,15 @@ export class ProxySession {
   /** The upstream frame being handled (reused: no object per frame). */
   private readonly upstreamSpan = newSpan();
   private readonly out = new ClientOutput((buf) => this.toClient(buf));
+  private readonly ctx: SessionContext;
 
   constructor(
     private readonly client: Socket,
     private readonly upstream: Socket,
-    private readonly ctx: SessionContext,
+    private readonly session: OpenSession,
     private readonly deps: SessionDeps,
   ) {
+    this.ctx = session.ctx;
     this.clientIn = new FrameReader(deps.maxFrame);
     this.clientIn.startup = false;
     this.upstreamIn = new FrameReader(1 << 30);
@@ -109,8 +115,7 @@ export class ProxySession {
     if (this.closed) return;
     this.closed = true;
     this.abort.abort();
-    this.deps.log.info({ session: this.ctx.id }, `session ended: ${why}`);
-    this.deps.transcript?.({ event: "end", reason: why });
+    this.session.end(why);
     this.client.destroy();
     this.upstream.destroy();
   }
@@ -229,26 +234,66 @@ export class ProxySession {
   }
 
   /**
-   * Decides every statement of one message. One blocked statement blocks the message (nothing of it runs); the
-   * masks of all statements apply to its results.
+   * Decides every statement of one message, all or nothing (see CommandPipeline.decideBatch): one blocked
+   * statement blocks the message and nothing of it runs; the masks of all statements apply to its results. Each
+   * statement's mask is checked for enforceability (maskProblem) before anything is recorded.
    */
   private async decideAll(
     statements: readonly AnalyzedStatement[],
   ): Promise<{ mask: MaskContext | null } | { blocked: Reason[]; sqlstate: string; fatal: boolean }> {
-    const masks: MaskRule[] = [];
     let copyPlan: MaskContext["copyPlan"];
-    for (const stmt of statements) {
-      const out = await this.decide(stmt);
-      if (out.action === "block")
-        return { blocked: out.reasons, sqlstate: out.fatal ? "28000" : "42501", fatal: out.fatal };
-      if (out.action === "mask") {
-        const unsafe = await this.maskProblem(stmt, out.mask);
-        if (unsafe) return { blocked: [unsafe], sqlstate: "42501", fatal: false };
-        masks.push(...out.mask);
-        if (stmt.command.statement === "copy") copyPlan = await this.copyPlanFor(stmt, out.mask);
-      }
-    }
+    const reqs = statements.map(
+      (stmt): CommandRequest => ({
+        command: stmt.command,
+        text: stmt.text,
+        fingerprint: stmt.command.fingerprint,
+        memoKey: stmt.command,
+        checkMask: async (masks) => {
+          const problem = maskProblem(stmt, masks);
+          if (!problem && stmt.command.statement === "copy") copyPlan = await this.copyPlanFor(stmt, masks);
+          return problem;
+        },
+      }),
+    );
+    const batch = await this.deps.pipeline.decideBatch(this.ctx, reqs, {
+      signal: this.abort.signal,
+      onHold: (id, verdict) => this.tellHeld(id, verdict),
+    });
+    this.transcribe(statements, batch);
+    if (batch.action === "block")
+      return { blocked: batch.reasons, sqlstate: batch.fatal ? "28000" : "42501", fatal: batch.fatal };
+    const masks = batch.outcomes.flatMap((o) => o.mask);
     return { mask: masks.length > 0 ? { masks, plan: null, copyPlan } : null };
+  }
+
+  /** Tells the user, in a NOTICE, that the statement waits for an approval and who can give it. */
+  private tellHeld(id: string, verdict: Verdict): void {
+    const why = verdict.reasons.map((r) => r.message).join("; ");
+    const who = verdict.approval
+      ? ` by ${verdict.approval.min_approvals} of [${verdict.approval.groups.join(", ")}]`
+      : "";
+    this.client.write(
+      toClient.noticeResponse({
+        code: "01000",
+        message: `pamgate: waiting for approval ${id}${who}: ${why}`,
+        hint: `an approver runs: pamgate approvals approve ${id}`,
+      }),
+    );
+  }
+
+  private transcribe(statements: readonly AnalyzedStatement[], batch: BatchOutcome): void {
+    batch.outcomes.forEach((out, i) => {
+      const stmt = statements[i] as AnalyzedStatement;
+      this.session.transcript({
+        event: "statement",
+        decision_id: out.decision.decision_id,
+        action: out.action,
+        statement: stmt.command.statement,
+        fingerprint: stmt.command.fingerprint,
+        reasons: out.reasons.map((r) => r.code),
+        approval_id: out.approvalId,
+      });
+    });
   }
 
   private onParse(frame: Frame): void {
@@ -292,71 +337,10 @@ export class ProxySession {
     this.toUpstream(frame.raw);
   }
 
-  /** Runs one statement through the pipeline; tells the user when it waits for an approval. */
-  private async decide(stmt: AnalyzedStatement): Promise<Outcome> {
-    const out = await this.deps.pipeline.decide(
-      this.ctx,
-      { command: stmt.command, text: stmt.text, fingerprint: String(stmt.command.fingerprint ?? "") },
-      {
-        signal: this.abort.signal,
-        onHold: (id, verdict) => {
-          const why = verdict.reasons.map((r) => r.message).join("; ");
-          const who = verdict.approval
-            ? ` by ${verdict.approval.min_approvals} of [${verdict.approval.groups.join(", ")}]`
-            : "";
-          this.client.write(
-            toClient.noticeResponse({
-              code: "01000",
-              message: `pamgate: waiting for approval ${id}${who}: ${why}`,
-              hint: `an approver runs: pamgate approvals approve ${id}`,
-            }),
-          );
-        },
-      },
-    );
-    this.deps.transcript?.({
-      event: "statement",
-      decision_id: out.decision.decision_id,
-      action: out.action,
-      statement: stmt.command.statement,
-      fingerprint: stmt.command.fingerprint,
-      reasons: out.reasons.map((r) => r.code),
-      approval_id: out.approvalId,
-    });
-    return out;
-  }
-
-  /**
-   * Masking rewrites values of columns the server names in RowDescription. A masked column that is output
-   * through an expression (upper(ssn), row_to_json(t.*)) has no such origin, so it cannot be masked: block it.
-   */
-  private async maskProblem(stmt: AnalyzedStatement, masks: MaskRule[]): Promise<Reason | null> {
-    const names = new Set(masks.map((m) => m.field.split(".").pop() as string));
-    const computed = stmt.masking.computed;
-    const leak = computed.find(
-      (c) => c === "*" || c.endsWith(".*") || names.has(c.split(".").pop() as string),
-    );
-    if (leak) {
-      return {
-        code: "pg.mask_unsafe",
-        message: `${leak} is output through an expression, where masked columns (${[...names].join(", ")}) cannot be masked; select the column itself`,
-      };
-    }
-    const copy = stmt.command.copy as { direction?: string; query?: boolean; format?: string } | undefined;
-    if (
-      stmt.command.statement === "copy" &&
-      copy?.direction === "to" &&
-      (copy.query || copy.format !== "text")
-    ) {
-      return {
-        code: "pg.mask_unsupported",
-        message: "masked columns can be copied out only as COPY table [(columns)] TO STDOUT in text format",
-      };
-    }
-    return null;
-  }
-
-  private async copyPlanFor(stmt: AnalyzedStatement, masks: MaskRule[]): Promise<MaskContext["copyPlan"]> {
+  private async copyPlanFor(
+    stmt: AnalyzedStatement,
+    masks: readonly MaskRule[],
+  ): Promise<MaskContext["copyPlan"]> {
     const copy = stmt.command.copy as { direction?: string; table?: string; columns?: string[] } | undefined;
     if (copy?.direction !== "to" || !copy.table) return undefined;
     const all = await this.deps.catalog.tableColumns(copy.table);
@@ -594,4 +578,33 @@ export class ProxySession {
   get transactionStatus(): TxStatus {
     return this.tx;
   }
+}
+
+/**
+ * Why these masks cannot be enforced on this statement, or null. Masking rewrites values of columns the server
+ * names in RowDescription; a masked column output through an expression (upper(ssn), row_to_json(t.*)) has no
+ * such origin, and COPY out is masked only as `COPY table [(columns)] TO STDOUT` in text format.
+ */
+function maskProblem(stmt: AnalyzedStatement, masks: readonly MaskRule[]): Reason | null {
+  const names = new Set(masks.map((m) => m.field.split(".").pop() as string));
+  const computed = stmt.masking.computed;
+  const leak = computed.find((c) => c === "*" || c.endsWith(".*") || names.has(c.split(".").pop() as string));
+  if (leak) {
+    return {
+      code: "pg.mask_unsafe",
+      message: `${leak} is output through an expression, where masked columns (${[...names].join(", ")}) cannot be masked; select the column itself`,
+    };
+  }
+  const copy = stmt.command.copy;
+  if (
+    stmt.command.statement === "copy" &&
+    copy?.direction === "to" &&
+    (copy.query || copy.format !== "text")
+  ) {
+    return {
+      code: "pg.mask_unsupported",
+      message: "masked columns can be copied out only as COPY table [(columns)] TO STDOUT in text format",
+    };
+  }
+  return null;
 }

@@ -1,0 +1,199 @@
+// Opening a client session, the same way for every protocol: the TLS-for-token rule, token verification, the
+// session's context and fixed policy input, its transcript, its durable start and end records, and the registry
+// of live sessions. An adapter calls `authenticate` before it connects upstream (so no upstream work is done for
+// a bad token) and `open` once the upstream is ready; everything it learns here is protocol-neutral.
+import { randomUUID } from "node:crypto";
+import type { Identity, Protocol, Resource, SessionInfo } from "../decision/contract.js";
+import { SessionInput } from "../decision/engine.js";
+import type { SessionContext } from "../pipeline/pipeline.js";
+import { errorText } from "../util/errors.js";
+import { type Logger, silentLogger } from "../util/log.js";
+import { isLoopbackAddress } from "../util/net.js";
+
+/** Turns a presented token into an identity; throws with a message naming the failed check. */
+export interface TokenAuthenticator {
+  verify(token: string): Promise<{ identity: Identity; expiresAt: Date }>;
+}
+
+/** What the opener needs of the audit trail: durable records and transcripts (src/audit's AuditTrail). */
+export interface SessionAudit {
+  record(kind: string, body: Record<string, unknown>): Promise<unknown>;
+  openTranscript(
+    sessionId: string,
+    options: { meta?: Record<string, unknown> },
+  ): { entry(e: Record<string, unknown>): unknown; close(): Promise<void> };
+}
+
+/** Why a session was refused; `code` is a reason code, `message` what the client is told. */
+export class SessionRefusedError extends Error {
+  override name = "SessionRefusedError";
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** How the client reached the listener. */
+export interface Transport {
+  remoteAddress: string;
+  tls: boolean;
+  /** listeners.<protocol>.allow_cleartext_token */
+  allowCleartextToken?: boolean;
+}
+
+/** A verified client, before its session is opened. */
+export interface Authenticated {
+  protocol: Protocol;
+  resource: Resource;
+  identity: Identity;
+  expiresAt: Date;
+  transport: Transport;
+}
+
+/** A live session. */
+export interface OpenSession {
+  readonly ctx: SessionContext;
+  /** Appends an entry to the session transcript (a no-op without an audit trail). */
+  transcript(entry: Record<string, unknown>): void;
+  /** Ends the session: the transcript is closed, the end record written, the session unregistered. Idempotent. */
+  end(reason: string): void;
+}
+
+export interface SessionOpenerOptions {
+  auth: TokenAuthenticator;
+  audit?: SessionAudit | null;
+  log?: Logger;
+}
+
+export class SessionOpener {
+  private readonly log: Logger;
+  private readonly live = new Map<string, OpenSession>();
+
+  constructor(private readonly options: SessionOpenerOptions) {
+    this.log = options.log ?? silentLogger;
+  }
+
+  /**
+   * Checks that the token may be sent over this transport — call it before asking the client for the token, so a
+   * token is never invited over cleartext — then obtains it with `getToken` and verifies it.
+   */
+  async authenticate(req: {
+    protocol: Protocol;
+    resource: Resource;
+    transport: Transport;
+    getToken: () => Promise<string | undefined>;
+  }): Promise<Authenticated> {
+    const { transport } = req;
+    if (!transport.tls && !transport.allowCleartextToken && !isLoopbackAddress(transport.remoteAddress)) {
+      throw new SessionRefusedError(
+        "identity.tls_required",
+        "pamgate requires TLS for token authentication from non-loopback clients",
+      );
+    }
+    const token = await req.getToken();
+    if (!token) {
+      throw new SessionRefusedError(
+        "identity.no_token",
+        "no access token: present your OIDC access token as the password",
+      );
+    }
+    try {
+      const { identity, expiresAt } = await this.options.auth.verify(token);
+      return { protocol: req.protocol, resource: req.resource, identity, expiresAt, transport };
+    } catch (err) {
+      throw new SessionRefusedError("identity.token_rejected", `access token rejected: ${errorText(err)}`);
+    }
+  }
+
+  /**
+   * Opens the session: its context and policy input (with `session` fields the adapter adds), its transcript,
+   * and a durable start record. A trail that cannot take the start record refuses the session (fail closed:
+   * none of its commands could be recorded either).
+   */
+  async open(auth: Authenticated, extra: Partial<SessionInfo> = {}): Promise<OpenSession> {
+    const id = randomUUID();
+    const startedAt = new Date().toISOString();
+    const clientAddr = auth.transport.remoteAddress;
+    const session: SessionInfo = {
+      id,
+      client_addr: clientAddr,
+      started_at: startedAt,
+      approval_id: null,
+      ...extra,
+    };
+    const ctx: SessionContext = {
+      id,
+      protocol: auth.protocol,
+      resource: auth.resource,
+      identity: auth.identity,
+      expiresAt: auth.expiresAt,
+      clientAddr,
+      input: new SessionInput({
+        protocol: auth.protocol,
+        resource: auth.resource,
+        identity: auth.identity,
+        session,
+      }),
+    };
+    const audit = this.options.audit;
+    const summary = {
+      session_id: id,
+      protocol: auth.protocol,
+      resource: auth.resource.name,
+      sub: auth.identity.sub,
+      actors: auth.identity.actors.map((a) => a.sub),
+      client_addr: clientAddr,
+      tls: auth.transport.tls,
+    };
+    if (audit) {
+      try {
+        await audit.record("session", { event: "start", ...summary, started_at: startedAt });
+      } catch (err) {
+        throw new SessionRefusedError(
+          "audit.unavailable",
+          `the audit trail cannot record this session, so it is refused: ${errorText(err)}`,
+        );
+      }
+    }
+    const transcript = audit?.openTranscript(id, { meta: { protocol: auth.protocol } }) ?? null;
+    transcript?.entry({
+      event: "start",
+      resource: auth.resource.name,
+      identity: auth.identity,
+      client_addr: clientAddr,
+    });
+    let ended = false;
+    const open: OpenSession = {
+      ctx,
+      transcript: (entry) => {
+        if (!ended) transcript?.entry(entry);
+      },
+      end: (reason) => {
+        if (ended) return;
+        ended = true;
+        this.live.delete(id);
+        transcript?.entry({ event: "end", reason });
+        void transcript?.close();
+        audit
+          ?.record("session", { event: "end", ...summary, ended_at: new Date().toISOString(), reason })
+          .catch((err: unknown) =>
+            this.log.error({ session: id }, `session end record failed: ${errorText(err)}`),
+          );
+        this.log.info({ session: id }, `session ended: ${reason}`);
+      },
+    };
+    this.live.set(id, open);
+    this.log.info(summary, "session started");
+    return open;
+  }
+
+  /** Live sessions, optionally of one protocol. */
+  count(protocol?: Protocol): number {
+    if (!protocol) return this.live.size;
+    let n = 0;
+    for (const s of this.live.values()) if (s.ctx.protocol === protocol) n++;
+    return n;
+  }
+}

@@ -1,0 +1,89 @@
+// The contract between the protocol-neutral gateway and one protocol adapter (PostgreSQL today; SSH and
+// Kubernetes next). Modelled on Teleport's per-protocol database engines (lib/srv/db/common): the gateway hands
+// an adapter everything protocol-neutral — the session opener (token, TLS rule, identity, session records), the
+// command pipeline (policy, approvals, the durable record) and its resources with their credentials — and the
+// adapter only speaks its wire protocol:
+//
+//   accept a client → opener.authenticate (refused? → the protocol's own error, connection closed)
+//   → connect upstream with the gateway's credentials → opener.open (session context, transcript, start record)
+//   → for each command: parse → pipeline.decideBatch (with checkMask) → enforce the outcome (allow / mask /
+//     block: the protocol's error, session usable) → session.end.
+//
+// A new protocol is one folder under src/proxy/ exporting a ProtocolAdapter, and one line in src/proxy/registry.ts.
+// docs/adapters.md walks through writing one.
+import { type Static, type TObject, Type } from "@sinclair/typebox";
+import { NonEmpty, Port } from "../config/kit.js";
+import type { Protocol, Resource } from "../decision/contract.js";
+import type { SessionOpener } from "../gateway/sessions.js";
+import type { CommandPipeline } from "../pipeline/pipeline.js";
+import type { ComponentStatus } from "../status/status.js";
+import type { Logger } from "../util/log.js";
+
+/** The listener fields every adapter shares: where to listen, TLS, and the token-over-cleartext escape hatch. */
+export const listenerBaseProperties = {
+  host: Type.Optional(NonEmpty),
+  port: Port,
+  tls: Type.Optional(
+    Type.Object({ cert_file: NonEmpty, key_file: NonEmpty }, { additionalProperties: false }),
+  ),
+  /** Accept the token over a connection without TLS from non-loopback clients (never in production). */
+  allow_cleartext_token: Type.Optional(Type.Boolean()),
+};
+export const ListenerBase = Type.Object(listenerBaseProperties, { additionalProperties: false });
+export type ListenerBaseConfig = Static<typeof ListenerBase>;
+
+/** One configured resource of the adapter's kind, its upstream settings validated by the adapter's schema. */
+export interface AdapterResource<Upstream> {
+  /** What clients name to reach it, and the policy's input.resource. */
+  resource: Resource;
+  upstream: Upstream;
+  /** The gateway-held secret for the upstream (resolved from credentials: env, file or inline); never logged. */
+  secret: string;
+}
+
+/** What the gateway gives an adapter to build its listener. */
+export interface AdapterContext<Listen, Upstream> {
+  /** listeners.<protocol> from the configuration, with relative paths resolved. */
+  config: Listen;
+  /** The TLS certificate and key read from config.tls, when configured. */
+  tls?: { cert: Buffer; key: Buffer };
+  resources: AdapterResource<Upstream>[];
+  sessions: SessionOpener;
+  pipeline: CommandPipeline;
+  log: Logger;
+}
+
+/** A running listener of one protocol. */
+export interface AdapterListener {
+  listen(): Promise<{ host: string; port: number }>;
+  /** Ends every session (telling the client why) and stops accepting. */
+  close(): Promise<void>;
+  /** not_ready until listening and able to analyze commands; ok while serving; error when it stopped. */
+  status(): ComponentStatus;
+  readonly sessionCount: number;
+}
+
+export interface ProtocolAdapter<
+  P extends Protocol = Protocol,
+  Listen extends TObject = TObject,
+  Upstream extends TObject = TObject,
+> {
+  readonly protocol: P;
+  /** JSON Schema of listeners.<protocol> (start from listenerBaseProperties). */
+  readonly listenerSchema: Listen;
+  /** JSON Schema of resources[].upstream for resources of kind <protocol>. */
+  readonly upstreamSchema: Upstream;
+  /**
+   * Whether the adapter can rewrite responses at all. An adapter that cannot never passes a `checkMask` hook, and
+   * the pipeline then turns every mask verdict into a block (see CommandPipeline.decideBatch).
+   */
+  readonly canMask: boolean;
+  createListener(ctx: AdapterContext<Static<Listen>, Static<Upstream>>): AdapterListener;
+}
+
+/** Declares an adapter, keeping its literal protocol and schema types (so configuration types derive from them). */
+export function defineAdapter<P extends Protocol, L extends TObject, U extends TObject>(
+  adapter: ProtocolAdapter<P, L, U>,
+): ProtocolAdapter<P, L, U> {
+  return adapter;
+}

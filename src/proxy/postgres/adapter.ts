@@ -1,0 +1,13 @@
+// The PostgreSQL adapter as the gateway sees it (src/proxy/adapter.ts): its configuration schemas, that it can
+// mask (DataRow and COPY rewriting, see masking.ts), and its listener.
+import { defineAdapter } from "../adapter.js";
+import { PostgresListenerSchema, PostgresUpstreamSchema } from "./config.js";
+import { PostgresListener } from "./server.js";
+
+export const postgresAdapter = defineAdapter({
+  protocol: "postgres",
+  listenerSchema: PostgresListenerSchema,
+  upstreamSchema: PostgresUpstreamSchema,
+  canMask: true,
+  createListener: (ctx) => new PostgresListener(ctx),
+});

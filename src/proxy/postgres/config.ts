@@ -1,0 +1,28 @@
+// The PostgreSQL adapter's configuration: listeners.postgres and resources[].upstream of kind postgres. The JSON
+// Schemas are the source of truth; the TypeScript types are derived from them (TypeBox), so the two cannot drift.
+import { type Static, Type } from "@sinclair/typebox";
+import { NonEmpty, Port, StringEnum } from "../../config/kit.js";
+import { listenerBaseProperties } from "../adapter.js";
+
+export const PostgresListenerSchema = Type.Object(
+  {
+    ...listenerBaseProperties,
+    /** Largest client message accepted (bytes). */
+    max_message_bytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+  },
+  { additionalProperties: false },
+);
+export type PostgresListenerConfig = Static<typeof PostgresListenerSchema>;
+
+export const PostgresUpstreamSchema = Type.Object(
+  {
+    host: NonEmpty,
+    port: Port,
+    database: NonEmpty,
+    user: NonEmpty,
+    /** "disable" (default), "require" (TLS, no certificate check) or "verify-full". */
+    sslmode: Type.Optional(StringEnum(["disable", "require", "verify-full"])),
+  },
+  { additionalProperties: false },
+);
+export type PostgresUpstreamConfig = Static<typeof PostgresUpstreamSchema>;

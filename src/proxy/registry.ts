@@ -1,0 +1,8 @@
+// Every protocol the gateway speaks: one line per adapter. The configuration schema (listeners.<protocol>,
+// resources[] by kind) and the gateway's listeners are composed from this list; nothing else names a protocol's
+// module. To add a protocol, add its folder under src/proxy/ and its line here (docs/adapters.md).
+import { postgresAdapter } from "./postgres/adapter.js";
+
+export const ADAPTERS = [postgresAdapter] as const;
+
+export type RegisteredAdapter = (typeof ADAPTERS)[number];
