@@ -26,7 +26,10 @@ export interface DecisionContext {
    * any short word the pipeline uses is kept as given.
    */
   action?: Action | (string & {});
-  /** The reasons for `action` (pamgate's `reason_codes`); defaults to the verdict's. */
+  /**
+   * The reasons for `action` (pamgate's `reason_codes`); defaults to the verdict's. Reasons other than the
+   * verdict's (another array) are also written out with their messages, as `reasons`.
+   */
   reasons?: ReadonlyArray<{ code: string; message?: string }>;
 }
 
@@ -126,6 +129,11 @@ export function buildDecisionEvent(
   json += `,"session_id":${JSON.stringify(sessionId)},${parts.fieldsJson}`;
   json += `,"action":${JSON.stringify(context.action ?? decision.verdict.action)}`;
   json += `,"reason_codes":${JSON.stringify((context.reasons ?? decision.verdict.reasons).map((r) => r.code))}`;
+  // When the gateway enforced something other than the verdict (a mask it could not apply, a batch another
+  // statement blocked, an approval denied, the audit trail refusing), `result` keeps the policy's reasons and
+  // these are the ones the client was told.
+  if (context.reasons && context.reasons !== decision.verdict.reasons)
+    json += `,"reasons":${JSON.stringify(context.reasons.map((r) => ({ code: r.code, message: r.message ?? "" })))}`;
   json += `,"approval_id":${JSON.stringify(typeof approval === "string" ? approval : null)}`;
   if (parts.maskError) json += `,"mask_error":${JSON.stringify(parts.maskError)}`;
   json += "}";

@@ -6,7 +6,7 @@ import t from "tap";
 import { DecisionEngine, SessionInput } from "../../src/decision/engine.js";
 import type { ApprovalPort, AuditPort, SessionContext } from "../../src/pipeline/pipeline.js";
 import { CommandPipeline } from "../../src/pipeline/pipeline.js";
-import { activeFrom, sampleInput, verdictPolicy } from "../helpers/bundles.js";
+import { activeFrom, buildTestBundle, sampleInput, verdictPolicy } from "../helpers/bundles.js";
 
 const approveVerdict = `{"action": "approve", "reasons": [{"code": "t.ddl", "message": "needs a dba"}], "mask": [], "approval": {"groups": ["dba"], "min_approvals": 1, "ttl_s": 60}}`;
 const allowVerdict = `{"action": "allow", "reasons": [{"code": "t.ok", "message": "fine"}], "mask": [], "approval": null}`;
@@ -108,4 +108,125 @@ t.test("approve: grant, approved, denied, timeout, failure", async (t) => {
   }).decide(session(), req);
   t.equal(broken.action, "block");
   t.match(broken.reasons[0]?.message, /store unreachable/);
+});
+
+const maskVerdict = `{"action": "mask", "reasons": [{"code": "t.pii", "message": "pii"}], "mask": [{"field": "public.users.ssn", "strategy": "redact"}], "approval": null}`;
+
+t.test("a mask is checked with the adapter before anything is recorded", async (t) => {
+  const engine = await engineWith(maskVerdict);
+  const recorded: Array<[string, string[]]> = [];
+  const audit: AuditPort = {
+    recordDecision: async (_d, ctx) => void recorded.push([ctx.action, ctx.reasons.map((r) => r.code)]),
+  };
+  const pipeline = new CommandPipeline(engine, { audit });
+
+  const ok = await pipeline.decide(session(), { ...req, checkMask: () => null });
+  t.equal(ok.action, "mask");
+  t.same(ok.mask, [{ field: "public.users.ssn", strategy: "redact" }]);
+
+  const unsafe = await pipeline.decide(session(), {
+    ...req,
+    checkMask: async (m) => ({ code: "t.unsafe", message: `cannot mask ${m[0]?.field}` }),
+  });
+  t.same([unsafe.action, unsafe.reasons[0]?.message], ["block", "cannot mask public.users.ssn"]);
+  t.same(unsafe.mask, [], "a blocked outcome carries no masks");
+
+  const noHook = await pipeline.decide(session(), req);
+  t.same([noHook.action, noHook.reasons[0]?.code], ["block", "mask.unsupported"], "no hook: never an allow");
+
+  const throws = await pipeline.decide(session(), {
+    ...req,
+    checkMask: async () => {
+      throw new Error("catalog unreachable");
+    },
+  });
+  t.same([throws.action, throws.reasons[0]?.code], ["block", "mask.unavailable"]);
+  t.match(throws.reasons[0]?.message, /catalog unreachable/);
+
+  t.same(
+    recorded,
+    [
+      ["mask", ["t.pii"]],
+      ["block", ["t.unsafe"]],
+      ["block", ["mask.unsupported"]],
+      ["block", ["mask.unavailable"]],
+    ],
+    "each record states what was enforced",
+  );
+});
+
+t.test("a batch is all or nothing, and approvals are not asked for when something is blocked", async (t) => {
+  const policy = buildTestBundle({
+    "main.rego": `package pamgate.main
+
+verdict := {"action": input.command.want, "reasons": [{"code": concat(".", ["t", input.command.want]), "message": input.command.want}], "mask": [], "approval": {"groups": ["dba"], "min_approvals": 1, "ttl_s": 60}}
+`,
+  });
+  const engine = new DecisionEngine();
+  engine.activate(await activeFrom(policy));
+  let asked = 0;
+  const approvals: ApprovalPort = {
+    findGrant: async () => null,
+    create: async () => {
+      asked++;
+      return { id: "a-1" };
+    },
+    waitForOutcome: async () => "approved",
+  };
+  const recorded: Array<[string, string[]]> = [];
+  const audit: AuditPort = {
+    recordDecision: async (_d, ctx) => void recorded.push([ctx.action, ctx.reasons.map((r) => r.code)]),
+  };
+  const pipeline = new CommandPipeline(engine, { audit, approvals });
+  const cmd = (want: string) => ({ ...req, command: { want } });
+
+  const blocked = await pipeline.decideBatch(session(), [cmd("allow"), cmd("approve"), cmd("block")]);
+  t.equal(blocked.action, "block");
+  t.same(
+    blocked.reasons.map((r) => r.code),
+    ["t.block"],
+    "the client is told about the culprit",
+  );
+  t.same(
+    blocked.outcomes.map((o) => o.action),
+    ["block", "block", "block"],
+  );
+  t.equal(asked, 0, "no approver is bothered for a message that cannot run");
+  t.same(recorded, [
+    ["block", ["batch.blocked"]],
+    ["block", ["batch.blocked"]],
+    ["block", ["t.block"]],
+  ]);
+
+  recorded.length = 0;
+  const allowed = await pipeline.decideBatch(session(), [cmd("allow"), cmd("approve")]);
+  t.same(
+    allowed.outcomes.map((o) => [o.action, o.approvalId]),
+    [
+      ["allow", null],
+      ["allow", "a-1"],
+    ],
+  );
+  t.equal(asked, 1);
+  t.same(recorded, [
+    ["approve", ["t.approve"]],
+    ["allow", ["t.allow"]],
+    ["allow", ["t.approve"]],
+  ]);
+
+  const audited = await new CommandPipeline(engine, {
+    audit: {
+      recordDecision: async (d) => {
+        if (d.verdict.action === "allow") throw new Error("spool full");
+      },
+    },
+  }).decideBatch(session(), [cmd("allow"), cmd("allow")]);
+  t.same(
+    audited.outcomes.map((o) => [o.action, o.reasons[0]?.code]),
+    [
+      ["block", "audit.unavailable"],
+      ["block", "audit.unavailable"],
+    ],
+    "a record the trail refuses blocks the whole batch",
+  );
 });
