@@ -73,13 +73,7 @@ function describe(e: ErrorObject): { pointer: string; text: string } {
       e.parentSchema as { oneOf?: Array<{ properties: Record<string, { const?: unknown }> }> }
     )?.oneOf;
     const tags = variants?.map((v) => v.properties[p.tag as string]?.const);
-    return {
-      pointer: `${e.instancePath}/${p.tag}`,
-      text:
-        p.error === "tag"
-          ? `missing required field "${p.tag}"`
-          : `must be one of ${JSON.stringify(tags ?? [])}`,
-    };
+    return { pointer: `${e.instancePath}/${p.tag}`, text: `must be one of ${JSON.stringify(tags ?? [])}` };
   }
   return { pointer: e.instancePath, text: e.message ?? "is invalid" };
 }
@@ -101,6 +95,8 @@ export function parseConfig(text: string, file: string): GatewayConfig {
     const problems: string[] = [];
     for (const e of validate.errors ?? []) {
       if (e.keyword === "anyOf" || e.keyword === "if") continue;
+      // A missing tag is also reported by `required`, with the line of the object.
+      if (e.keyword === "discriminator" && (e.params as { error?: string }).error === "tag") continue;
       const { pointer, text } = describe(e);
       const line = lineOf(doc, lineCounter, pointer);
       const msg = `${file}:${line}: ${fieldName(pointer) || "(top level)"}: ${text}`;

@@ -48,6 +48,18 @@ t.test("mistakes name file, line and field", async (t) => {
   t.same(problems(base.replace("    kind: postgres\n", "    kind: mysql\n")), [
     'gw.yaml:12: resources[0].kind: must be one of ["postgres"]',
   ]);
+  t.same(problems(base.replace("    kind: postgres\n", "")), [
+    'gw.yaml:11: resources[0]: missing required field "kind"',
+  ]);
+  t.same(
+    problems(base.replace("database: app, ", "")),
+    ['gw.yaml:13: resources[0].upstream: missing required field "database"'],
+    "a resource is checked against its own kind's upstream schema only",
+  );
+  t.same(problems(`${base}store: { type: embedded }\n`), ['gw.yaml:15: store: missing required field "dir"']);
+  t.same(problems(`${base}store: { type: redis }\n`), [
+    'gw.yaml:15: store.type: must be one of ["embedded","postgres"]',
+  ]);
   t.same(problems(base.replace("      audience: pamgate\n", "")), [
     'gw.yaml:8: identity.issuers[0]: missing required field "audience"',
   ]);
