@@ -75,6 +75,11 @@ abstract class Recording {
     return this.failure;
   }
 
+  /** True once close() was called (its final chunk may still be on its way, or need a retry). */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   /** Events dropped because the spool refused chunks for longer than maxBufferedBytes lasted. */
   get dropped(): number {
     return this.droppedEvents;

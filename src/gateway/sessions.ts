@@ -3,6 +3,7 @@
 // of live sessions. An adapter calls `authenticate` before it connects upstream (so no upstream work is done for
 // a bad token) and `open` once the upstream is ready; everything it learns here is protocol-neutral.
 import { randomUUID } from "node:crypto";
+import type { AuditTrail, TerminalRecording, TerminalRecordingOptions } from "../audit/index.js";
 import type { Identity, Protocol, Resource, SessionInfo } from "../decision/contract.js";
 import { SessionInput } from "../decision/engine.js";
 import type { SessionContext } from "../pipeline/pipeline.js";
@@ -15,14 +16,8 @@ export interface TokenAuthenticator {
   verify(token: string): Promise<{ identity: Identity; expiresAt: Date }>;
 }
 
-/** What the opener needs of the audit trail: durable records and transcripts (src/audit's AuditTrail). */
-export interface SessionAudit {
-  record(kind: string, body: Record<string, unknown>): Promise<unknown>;
-  openTranscript(
-    sessionId: string,
-    options: { meta?: Record<string, unknown> },
-  ): { entry(e: Record<string, unknown>): unknown; close(): Promise<void> };
-}
+/** What the opener needs of the audit trail: durable records, transcripts and terminal recordings. */
+export type SessionAudit = Pick<AuditTrail, "record" | "openTranscript" | "openTerminalRecording">;
 
 /** Why a session was refused; `code` is a reason code, `message` what the client is told. */
 export class SessionRefusedError extends Error {
@@ -57,6 +52,11 @@ export interface OpenSession {
   readonly ctx: SessionContext;
   /** Appends an entry to the session transcript (a no-op without an audit trail). */
   transcript(entry: Record<string, unknown>): void;
+  /**
+   * Starts an asciicast v2 recording of a terminal (a shell, an exec) in this session; null without an audit
+   * trail. Close it when the terminal ends; whatever is still open is closed when the session ends.
+   */
+  terminal(options: TerminalRecordingOptions): TerminalRecording | null;
   /** Ends the session: the transcript is closed, the end record written, the session unregistered. Idempotent. */
   end(reason: string): void;
 }
@@ -165,15 +165,23 @@ export class SessionOpener {
       client_addr: clientAddr,
     });
     let ended = false;
+    const terminals = new Set<TerminalRecording>();
     const open: OpenSession = {
       ctx,
       transcript: (entry) => {
         if (!ended) transcript?.entry(entry);
       },
+      terminal: (options) => {
+        if (!audit || ended) return null;
+        const rec = audit.openTerminalRecording(id, options);
+        terminals.add(rec);
+        return rec;
+      },
       end: (reason) => {
         if (ended) return;
         ended = true;
         this.live.delete(id);
+        for (const rec of terminals) if (!rec.isClosed) rec.close().catch(() => {}); // failures: in rec.error
         transcript?.entry({ event: "end", reason });
         void transcript?.close();
         audit

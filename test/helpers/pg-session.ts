@@ -122,7 +122,7 @@ export async function fakeSession(opts: FakeSessionOptions = {}) {
   const session = new ProxySession(
     client as unknown as Socket,
     upstream as unknown as Socket,
-    { ctx: { id: "s1" } as SessionContext, transcript: () => {}, end: () => {} },
+    { ctx: { id: "s1" } as SessionContext, transcript: () => {}, terminal: () => null, end: () => {} },
     { pipeline, catalog, masker, log: silentLogger, maxFrame: 1 << 20 },
   );
   session.start();

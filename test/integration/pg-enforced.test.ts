@@ -3,8 +3,8 @@
 // are read back from the gateway's own audit spool.
 import pg from "pg";
 import t from "tap";
-import { recordBody } from "../../src/audit/record.js";
 import { spoolRecords } from "../../src/audit/reader.js";
+import { recordBody } from "../../src/audit/record.js";
 import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
 
 let g: TestGateway;
@@ -35,20 +35,27 @@ async function decisionsDuring(fn: () => Promise<unknown>): Promise<Body[]> {
   return (await records("decision")).slice(before);
 }
 
-t.test("a mask the adapter cannot apply is recorded as the block the client got (pg.mask_unsafe)", async (t) => {
-  const alice = await g.tokenFor("alice");
-  let r: Awaited<ReturnType<TestGateway["psql"]>> | undefined;
-  const recs = await decisionsDuring(async () => {
-    r = await g.psql(alice, "SELECT upper(ssn) FROM users");
-  });
-  t.match(r?.stderr, /ERROR:\s+upper\(ssn\)|ERROR:.*output through an expression/);
-  t.notMatch(r?.stdout, /123-45-6789/, "no value left");
-  t.equal(recs.length, 1);
-  t.equal(recs[0]?.result?.action, "mask", "the policy's verdict is kept in OPA's result");
-  t.equal(recs[0]?.action, "block", "pamgate's action is what was enforced");
-  t.same(recs[0]?.reason_codes, ["pg.mask_unsafe"]);
-  t.match(recs[0]?.reasons?.[0]?.message, /cannot be masked; select the column itself/, "with the reason told");
-});
+t.test(
+  "a mask the adapter cannot apply is recorded as the block the client got (pg.mask_unsafe)",
+  async (t) => {
+    const alice = await g.tokenFor("alice");
+    let r: Awaited<ReturnType<TestGateway["psql"]>> | undefined;
+    const recs = await decisionsDuring(async () => {
+      r = await g.psql(alice, "SELECT upper(ssn) FROM users");
+    });
+    t.match(r?.stderr, /ERROR:\s+upper\(ssn\)|ERROR:.*output through an expression/);
+    t.notMatch(r?.stdout, /123-45-6789/, "no value left");
+    t.equal(recs.length, 1);
+    t.equal(recs[0]?.result?.action, "mask", "the policy's verdict is kept in OPA's result");
+    t.equal(recs[0]?.action, "block", "pamgate's action is what was enforced");
+    t.same(recs[0]?.reason_codes, ["pg.mask_unsafe"]);
+    t.match(
+      recs[0]?.reasons?.[0]?.message,
+      /cannot be masked; select the column itself/,
+      "with the reason told",
+    );
+  },
+);
 
 t.test("COPY of masked columns in a format the masker cannot rewrite: pg.mask_unsupported", async (t) => {
   const alice = await g.tokenFor("alice");
@@ -65,7 +72,7 @@ t.test("COPY of masked columns in a format the masker cannot rewrite: pg.mask_un
   const text = await decisionsDuring(async () => {
     r = await g.psql(alice, "COPY users (name, ssn) TO STDOUT");
   });
-  t.equal(r?.code, 0, r?.stderr);
+  t.equal(r?.code, 0, r?.stderr ?? "");
   t.match(r?.stdout, /\*{7}6789/, "text COPY of a table is masked");
   t.equal(text[0]?.action, "mask", "and recorded as mask");
 });
@@ -94,19 +101,22 @@ t.test("a message whose second statement is blocked runs nothing, and every reco
   t.notOk(recs[1]?.reasons, "a block with the policy's own reasons has nothing to add to result");
 });
 
-t.test("the same all-or-nothing rule holds in the extended protocol, and the session stays usable", async (t) => {
-  const c = new pg.Client({ connectionString: g.url(await g.tokenFor("alice")) });
-  c.on("error", () => {});
-  await c.connect();
-  t.teardown(() => c.end());
-  const err = await c
-    .query({ text: "SELECT upper(ssn) FROM users WHERE id = $1", values: [1] })
-    .catch((e: pg.DatabaseError) => e);
-  t.equal((err as pg.DatabaseError).code, "42501");
-  t.match((err as Error).message, /cannot be masked/);
-  const ok = await c.query({ text: "SELECT id FROM orders WHERE id = $1", values: [40] });
-  t.equal(ok.rows[0]?.id, 40, "the next statement runs");
-});
+t.test(
+  "the same all-or-nothing rule holds in the extended protocol, and the session stays usable",
+  async (t) => {
+    const c = new pg.Client({ connectionString: g.url(await g.tokenFor("alice")) });
+    c.on("error", () => {});
+    await c.connect();
+    t.teardown(() => c.end());
+    const err = await c
+      .query({ text: "SELECT upper(ssn) FROM users WHERE id = $1", values: [1] })
+      .catch((e: pg.DatabaseError) => e);
+    t.equal((err as pg.DatabaseError).code, "42501");
+    t.match((err as Error).message, /cannot be masked/);
+    const ok = await c.query({ text: "SELECT id FROM orders WHERE id = $1", values: [40] });
+    t.equal(ok.rows[0]?.id, 40, "the next statement runs");
+  },
+);
 
 t.test("sessions have durable start and end records", async (t) => {
   const alice = await g.tokenFor("alice");
