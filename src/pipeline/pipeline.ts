@@ -50,6 +50,12 @@ export interface CommandRequest {
    * verdict is always a block: a mask that cannot be applied must never become an allow.
    */
   checkMask?: (mask: readonly MaskRule[]) => Reason | null | Promise<Reason | null>;
+  /**
+   * The adapter will not run this command whatever the policy says (running it would invalidate the adapter's
+   * own analysis of later commands, e.g. pg.search_path_change). The policy is still evaluated, so the record
+   * shows both its verdict and this block.
+   */
+  refusal?: Reason;
 }
 
 export type EnforcedAction = "allow" | "mask" | "block";
@@ -182,6 +188,8 @@ export class CommandPipeline {
       for (const p of plans) block(p, [r]);
       return this.finish(session, plans, true);
     }
+
+    for (const p of plans) if (p.req.refusal) block(p, [p.req.refusal]);
 
     // Can the adapter enforce each mask? Asked before anything is recorded, so the record says what happens.
     for (const p of plans) {

@@ -14,12 +14,13 @@
 // `ok: true` with no statements — PostgreSQL answers it with EmptyQueryResponse, and so should the proxy.
 //
 // How the fields are derived — tables, columns and their qualification (unqualified names are reported in
-// `public`: search_path is not known statically), read vs write, masking — is described in analysis/walk.ts;
+// `public`: the proxy pins every upstream session's search_path to it, see upstream.ts), read vs write, masking — is described in analysis/walk.ts;
 // statement kinds and categories in analysis/kinds.ts; the fingerprint in analysis/fingerprint.ts.
 //
 // Results are cached by query text (bounded; least recently used entries go first) and shared: the objects
 // returned are frozen — treat them as immutable.
 import { hasSqlDetails, loadModule, parseSync } from "libpg-query";
+import type { Reason } from "../../decision/contract.js";
 import { GenerationalCache } from "./analysis/cache.js";
 import { fingerprintOf } from "./analysis/fingerprint.js";
 import { DEFAULT_MAX_DEPTH, depthExceededAt } from "./analysis/guard.js";
@@ -38,7 +39,7 @@ export type StatementCommand = {
   /** select, insert, update, delete, merge, copy, create_table, alter_table, drop, truncate, grant, … */
   statement: string;
   category: Category;
-  /** schema.table; unqualified names are reported in `public` (search_path is not known statically). */
+  /** schema.table; unqualified names are reported in `public`, where the pinned search_path resolves them. */
   tables: { read: string[]; write: string[] };
   /** schema.table.column when the column's relation is known from the text, else table.column or column. */
   columns: string[];
@@ -71,6 +72,11 @@ export interface AnalyzedStatement {
    */
   text: string;
   masking: Masking;
+  /**
+   * Set when the proxy must refuse the statement whatever the policy says, because running it would make this
+   * analysis wrong for later statements (pg.search_path_change: it would change what unqualified names mean).
+   */
+  refusal?: Reason;
 }
 
 export type Analysis =
@@ -148,7 +154,7 @@ export function analyzeSql(sql: string): Analysis {
     const same = shapes.get(shape);
     if (same) {
       const text = sql.slice(same.lead, sql.length - same.trail);
-      const statement = Object.freeze({ command: same.stmt.command, masking: same.stmt.masking, text });
+      const statement = Object.freeze({ ...same.stmt, text });
       const analysis: Analysis = Object.freeze({
         ok: true as const,
         statements: Object.freeze([statement]) as AnalyzedStatement[],
@@ -162,7 +168,7 @@ export function analyzeSql(sql: string): Analysis {
   if (!broken) {
     cache.set(sql, analysis);
     const only = analysis.ok && analysis.statements.length === 1 ? analysis.statements[0] : undefined;
-    if (shape !== null && only && SHAPE_SAFE.has(only.command.statement) && !only.command.copy) {
+    if (shape !== null && only && shapeSafe(only)) {
       // What surrounds the statement (whitespace, comments, the `;`) holds no literal, so it is the same
       // length in every statement of this shape.
       const lead = sql.indexOf(only.text);
@@ -177,6 +183,22 @@ export function analyzeSql(sql: string): Analysis {
  * utility statement's file name), so their analysis and fingerprint are the same for every literal value.
  */
 const SHAPE_SAFE = new Set(["select", "insert", "update", "delete"]);
+
+/**
+ * Whether every statement of this one's literal shape has the same analysis. Not when a literal decides what the
+ * statement does: set_config('work_mem', …) and set_config('search_path', …) share a shape.
+ */
+function shapeSafe(s: AnalyzedStatement): boolean {
+  return (
+    SHAPE_SAFE.has(s.command.statement) && !s.command.copy && !s.command.functions.includes("set_config")
+  );
+}
+
+const SEARCH_PATH_REFUSAL: Reason = {
+  code: "pg.search_path_change",
+  message:
+    "pamgate pins search_path to public so that policy sees the tables the server reads; schema-qualify names in other schemas instead of changing search_path",
+};
 
 function fail(error: string, position?: number): Analysis {
   return position === undefined ? { ok: false, error } : { ok: false, error, position };
@@ -244,7 +266,9 @@ function analyzeUncached(sql: string): Analysis {
       param_count: w.paramCount,
     };
     if (w.copy) command.copy = w.copy;
-    statements.push({ command, text, masking: { bare: w.bare, computed: w.computed } });
+    const analyzed: AnalyzedStatement = { command, text, masking: { bare: w.bare, computed: w.computed } };
+    if (w.changesSearchPath) analyzed.refusal = SEARCH_PATH_REFUSAL;
+    statements.push(analyzed);
   }
   return { ok: true, statements };
 }

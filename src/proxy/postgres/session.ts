@@ -248,6 +248,7 @@ export class ProxySession {
         text: stmt.text,
         fingerprint: stmt.command.fingerprint,
         memoKey: stmt.command,
+        refusal: stmt.refusal,
         checkMask: async (masks) => {
           const problem = maskProblem(stmt, masks);
           if (!problem && stmt.command.statement === "copy") copyPlan = await this.copyPlanFor(stmt, masks);

@@ -43,7 +43,10 @@ export class UpstreamError extends Error {
   }
 }
 
-/** Startup parameters a client may pass through to the database; anything else (e.g. `options`) is dropped. */
+/**
+ * Startup parameters a client may pass through to the database; anything else is dropped — `options` (it can set
+ * any setting, `-c role=…` included) and `search_path` (see PINNED_SEARCH_PATH) among them.
+ */
 export const FORWARDED_STARTUP_PARAMS = new Set([
   "application_name",
   "client_encoding",
@@ -51,8 +54,16 @@ export const FORWARDED_STARTUP_PARAMS = new Set([
   "TimeZone",
   "IntervalStyle",
   "extra_float_digits",
-  "search_path",
 ]);
+
+/**
+ * The search_path of every upstream session. The analysis reports an unqualified table name in `public`, so the
+ * server must resolve it there too: a client's `search_path=secret` would make `users` mean `secret.users` while
+ * policy saw `public.users`. Set as a startup option it overrides a role's or database's default
+ * (`ALTER ROLE … SET search_path`), and RESET / SET … TO DEFAULT return to it; statements that would change it
+ * are refused by the proxy (pg.search_path_change, see analysis/walk.ts).
+ */
+export const PINNED_SEARCH_PATH = "public";
 
 function openSocket(target: UpstreamTarget): Promise<Socket | TLSSocket> {
   return new Promise((resolve, reject) => {
@@ -104,6 +115,7 @@ export async function connectUpstream(
   const socket = await openSocket(target);
   const params: Record<string, string> = { user: target.user, database: target.database };
   for (const [k, v] of Object.entries(clientParams)) if (FORWARDED_STARTUP_PARAMS.has(k)) params[k] = v;
+  params.options = `-c search_path=${PINNED_SEARCH_PATH}`;
   const parameters = new Map<string, string>();
   let backendKey: UpstreamConnection["backendKey"] = null;
   const where = `${target.user}@${target.host}:${target.port}/${target.database}`;

@@ -14,8 +14,9 @@
 // EXPLAIN only plans its statement: everything it names is read.
 //
 // Names.
-// - A table is `schema.table`. An unqualified name is reported in `public`: search_path is not known
-//   statically (a `SET search_path` or a temporary table of the same name changes what it resolves to).
+// - A table is `schema.table`. An unqualified name is reported in `public`, where the upstream session's pinned
+//   search_path resolves it (upstream.ts); statements that would change search_path are refused
+//   (`changesSearchPath`). A temporary table of the same name still shadows it — with the user's own data only.
 // - A column is `schema.table.column` when the column's relation is known: a qualifier that names a FROM item,
 //   or the only FROM item of the query (or of the nearest enclosing query with FROM items). Otherwise it is
 //   reported as written: `alias.column` (a sub-select, a CTE, a function in FROM, an unknown qualifier) or
@@ -57,6 +58,7 @@ export interface WalkResult {
   hasWhere: boolean;
   copy: CopyCommand | null;
   paramCount: number;
+  changesSearchPath: boolean;
   bare: string[];
   computed: string[];
 }
@@ -119,6 +121,11 @@ class Walk {
   readonly computed = new Set<string>();
   readonly derived = new Map<string, Derived>();
   hasWhere = true;
+  /**
+   * The statement would change the session's search_path (SET search_path, set_config('search_path', …) or a
+   * set_config whose setting name is not a literal): unqualified names would no longer mean `public.*`.
+   */
+  changesSearchPath = false;
   /** A write effect somewhere (DML, SELECT INTO, a row-locking clause). */
   writes = false;
   params = 0;
@@ -369,11 +376,22 @@ class Walk {
   funcCall(b: Body, sc: Scope, m: number): void {
     const fn = b.funcname as Body[] | undefined;
     const last = fn?.[fn.length - 1]?.String as Body | undefined;
-    if (last) this.functions.add((last.sval as string).toLowerCase());
+    if (last) {
+      const name = (last.sval as string).toLowerCase();
+      this.functions.add(name);
+      if (name === "set_config" && !Walk.settingOtherThanSearchPath((b.args as Body[] | undefined)?.[0]))
+        this.changesSearchPath = true;
+    }
     if (b.args) this.visit(b.args, sc, m);
     if (b.agg_order) this.visit(b.agg_order, sc, m);
     if (b.agg_filter) this.visit(b.agg_filter, sc, m);
     if (b.over) this.visit(b.over, sc, m);
+  }
+
+  /** set_config's first argument is a string literal naming a setting other than search_path. */
+  static settingOtherThanSearchPath(arg: Body | undefined): boolean {
+    const sval = ((arg?.A_Const as Body | undefined)?.sval as Body | undefined)?.sval;
+    return typeof sval === "string" && sval.trim().toLowerCase() !== "search_path";
   }
 
   // --- queries ---------------------------------------------------------------------------------------------
@@ -966,7 +984,15 @@ export function walkStatement(stmt: Body): WalkResult {
     type = k;
     break;
   }
-  const kind = w.statement(type, stmt[type] as Body, Walk.scope(null), Out.Output);
+  const body = stmt[type] as Body;
+  const kind = w.statement(type, body, Walk.scope(null), Out.Output);
+  // SET [LOCAL] search_path; RESET and SET … TO DEFAULT return to the pinned value and are fine.
+  if (
+    type === "VariableSetStmt" &&
+    body.name === "search_path" &&
+    (body.kind === "VAR_SET_VALUE" || body.kind === "VAR_SET_CURRENT")
+  )
+    w.changesSearchPath = true;
   w.traceComputed();
   let category = kind.category;
   if (category === "read" && w.writes) category = "write";
@@ -980,6 +1006,7 @@ export function walkStatement(stmt: Body): WalkResult {
     hasWhere: w.hasWhere,
     copy: w.copy,
     paramCount: w.params,
+    changesSearchPath: w.changesSearchPath,
     bare: sorted(w.bare),
     computed: sorted(w.computed),
   };

@@ -1,0 +1,128 @@
+// A client cannot make an unqualified name mean another schema's table than the one policy saw: pamgate pins
+// the upstream session's search_path to public, drops a client's startup search_path and options, and refuses
+// statements that would change it. Real PostgreSQL, real clients (node-postgres, and a raw startup packet for a
+// search_path startup parameter, which libpq and node-postgres never send).
+import { connect, type Socket } from "node:net";
+import pg from "pg";
+import protocol from "pg-protocol/dist/index";
+import t from "tap";
+import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
+
+const { serialize, parse } = protocol;
+
+let g: TestGateway;
+t.before(async () => {
+  g = await startTestGateway();
+  const direct = await g.direct();
+  await direct.query(`CREATE SCHEMA secret;
+    CREATE TABLE secret.users (id integer PRIMARY KEY, name text, email text, ssn text);
+    INSERT INTO secret.users VALUES (1, 'Shadow', 'shadow@example.com', 'SECRET-ROW-999');`);
+  await direct.end();
+});
+t.teardown(() => g?.stop());
+
+/** A raw protocol-3 session with any startup parameters; returns the text of every DataRow value and error. */
+async function rawQuery(params: Record<string, string>, token: string, sql: string): Promise<string[]> {
+  const socket: Socket = connect({ host: "127.0.0.1", port: g.gw.listeners.postgres?.port as number });
+  const out: string[] = [];
+  await new Promise<void>((resolve, reject) => {
+    socket.once("error", reject);
+    socket.once("connect", () => socket.write(serialize.startup(params)));
+    void parse(socket, (msg) => {
+      const m = msg as unknown as { name: string; fields?: Array<Buffer | string | null>; message?: string };
+      if (m.name === "authenticationCleartextPassword") socket.write(serialize.password(token));
+      else if (m.name === "readyForQuery" && !out.includes("sent")) {
+        out.push("sent");
+        socket.write(serialize.query(sql));
+      } else if (m.name === "dataRow") out.push(...(m.fields ?? []).map((f) => String(f)));
+      else if (m.name === "error") {
+        out.push(`ERROR: ${m.message}`);
+        if (!out.includes("sent")) resolve();
+      } else if (m.name === "readyForQuery") {
+        socket.end(serialize.end());
+        resolve();
+      }
+    });
+  });
+  socket.destroy();
+  return out.filter((x) => x !== "sent");
+}
+
+t.test("a client's startup search_path is not forwarded", async (t) => {
+  const token = await g.tokenFor("alice");
+  const rows = await rawQuery(
+    { user: "alice", database: "orders-db", search_path: "secret" },
+    token,
+    "SELECT name, ssn FROM users WHERE id = 1",
+  );
+  t.same(rows.slice(0, 1), ["Ada Lovelace"], "users is public.users, as policy saw it");
+  t.notMatch(rows.join(" "), /SECRET-ROW-999|Shadow/, "nothing of secret.users");
+  t.match(rows[1], /6789$/, "and public.users.ssn is masked as policy said");
+
+  const opt = await rawQuery(
+    { user: "alice", database: "orders-db", options: "-c search_path=secret" },
+    token,
+    "SHOW search_path",
+  );
+  t.same(opt, ["public"], "nor is a search_path in startup options");
+});
+
+t.test("statements that would change search_path are refused; the session stays usable", async (t) => {
+  const c = new pg.Client({ connectionString: g.url(await g.tokenFor("alice")) });
+  c.on("error", () => {});
+  await c.connect();
+  t.teardown(() => c.end());
+  // First a statement of the same literal shape as set_config('search_path', …): its analysis must not be
+  // reused for that one (the shape cache skips set_config).
+  const other = await c.query("SELECT set_config('application_name', 'x', false) AS v").catch((e) => e);
+  t.notMatch(String((other as Error).message ?? ""), /search_path/, "other settings are not this rule's business");
+  for (const sql of [
+    "SET search_path = secret",
+    "SET LOCAL search_path TO secret, public",
+    "SET SESSION search_path = secret",
+    "SELECT set_config('search_path', 'secret', false)",
+    "SELECT pg_catalog.set_config('SEARCH_PATH ', 'secret', true)",
+    "SELECT set_config(lower('SEARCH_PATH'), 'secret', false)",
+    "SELECT id FROM orders WHERE id = 40; SET search_path = secret",
+  ]) {
+    const err = await c.query(sql).catch((e: pg.DatabaseError) => e);
+    t.equal((err as pg.DatabaseError).code, "42501", sql);
+    t.match((err as Error).message, /pins search_path to public/, sql);
+    t.match((err as pg.DatabaseError).detail, /pg\.search_path_change/);
+  }
+  t.equal((await c.query("SHOW search_path")).rows[0].search_path, "public", "still public");
+  const extended = await c
+    .query({ text: "SELECT set_config($1, 'secret', false)", values: ["search_path"] })
+    .catch((e: pg.DatabaseError) => e);
+  t.equal((extended as pg.DatabaseError).code, "42501", "a parameter as the setting name is refused too");
+  await c.query("RESET search_path");
+  await c.query("SET search_path TO DEFAULT");
+  t.equal((await c.query("SHOW search_path")).rows[0].search_path, "public", "RESET returns to the pin");
+  const other = await c.query("SELECT set_config('application_name', 'x', false) AS v").catch((e) => e);
+  t.notMatch(
+    String((other as Error).message ?? ""),
+    /search_path/,
+    "other settings are not this rule's business",
+  );
+});
+
+t.test(
+  "a role's or database's default search_path does not change what the gateway's session resolves",
+  async (t) => {
+    const direct = await g.direct();
+    t.teardown(() => direct.end());
+    await direct.query(`ALTER ROLE ${g.db.user} SET search_path = secret`);
+    await direct.query(`ALTER DATABASE ${g.db.database} SET search_path = secret`);
+    t.teardown(async () => {
+      await direct.query(`ALTER ROLE ${g.db.user} RESET search_path`);
+      await direct.query(`ALTER DATABASE ${g.db.database} RESET search_path`);
+    });
+    const alice = await g.tokenFor("alice");
+    const r = await g.psql(alice, "SELECT name, ssn FROM users WHERE id = 1");
+    t.equal(r.code, 0, r.stderr);
+    t.match(r.stdout, /^Ada Lovelace\|\*+6789/, "public.users, masked");
+    t.notMatch(r.stdout, /SECRET-ROW-999/);
+    const shown = await g.psql(alice, "SHOW search_path");
+    t.equal(shown.stdout.trim(), "public");
+  },
+);
