@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildBundle } from "../src/bundles/build.js";
 import { loadBundleArchive } from "../src/bundles/bundle.js";
+import { FileBundleSource } from "../src/bundles/file-source.js";
 import { BundleManager } from "../src/bundles/manager.js";
 import { DecisionEngine, serializeInput } from "../src/decision/engine.js";
 import { samples } from "../src/demo/samples.js";
@@ -121,7 +122,7 @@ async function benchReload(dir: string, inputs: ReturnType<typeof samples>) {
 
   const engine = new DecisionEngine();
   const manager = new BundleManager(engine);
-  await manager.watchFile(live);
+  await manager.addSource(new FileBundleSource({ path: live }));
   let evaluations = 0;
   let failed = 0;
   let running = true;

@@ -3,6 +3,7 @@
 //   GET  /v1/approvals[?status=&limit=&offset=]   list (bearer token)
 //   GET  /v1/approvals/:id                         one request with its votes (bearer token)
 //   POST /v1/approvals/:id/approve | /deny         vote as the token's identity, optional {"comment"}
+//   GET  /v1/status                                every component's status (bearer token)
 //   GET  /v1/status/bundle                         the policy bundle in use (bearer token)
 //   GET  /healthz, /readyz                         liveness, readiness (no token)
 //   GET  /metrics                                  Prometheus text (no token)
@@ -15,6 +16,7 @@ import type { ApprovalService } from "../approvals/service.js";
 import type { DecisionEngine } from "../decision/engine.js";
 import type { TokenVerifier } from "../identity/verifier.js";
 import { registry as sharedRegistry } from "../metrics.js";
+import type { StatusRegistry } from "../status/status.js";
 import type { Queryable } from "../store/store.js";
 import type { Logger } from "../util/log.js";
 import { approvalRoutes } from "./approvals.js";
@@ -51,7 +53,12 @@ export interface ApiDeps {
   /** POST a Slack-compatible message for each new approval request. */
   webhook?: WebhookConfig;
   log?: Logger;
-  /** Further readiness conditions, merged with "a bundle is loaded" and "the store answers". */
+  /**
+   * The gateway's components, for /readyz and /v1/status (register the engine in it as `engine`). Default: a
+   * registry with the engine alone.
+   */
+  status?: StatusRegistry;
+  /** Further readiness conditions, merged with the components' and "the store answers". */
   ready?: () => ReadinessCheck | Promise<ReadinessCheck>;
   /** The store, for readiness (`SELECT 1`); without it readiness reads through the approval service. */
   store?: Pick<Queryable, "query">;
@@ -101,6 +108,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     approvals: deps.approvals,
     store: deps.store,
     ready: deps.ready,
+    status: deps.status,
   });
   app.register(metricsRoutes, { registry: sharedRegistry });
   app.register(openApiRoute);

@@ -147,7 +147,56 @@ export const approvalWithVotesSchema = {
   },
 } as const;
 
-export const SHARED_SCHEMAS = [errorSchema, identitySchema, approvalSchema, approvalWithVotesSchema];
+const componentState = {
+  type: "string",
+  enum: ["not_ready", "ok", "warn", "error"],
+  description:
+    "not_ready: cannot do its job yet (starting, nothing loaded); ok; warn: working, needs attention; " +
+    "error: cannot do its job. not_ready and error make the gateway not ready.",
+} as const;
+
+export const componentStatusSchema = {
+  $id: "ComponentStatus",
+  type: "object",
+  description: "One component of the gateway (src/status/status.ts).",
+  required: ["state"],
+  properties: {
+    state: componentState,
+    message: { type: "string", description: "What is wrong, or what is in use." },
+    details: {
+      type: "object",
+      additionalProperties: true,
+      description: "Particulars of the component (revision, bytes used, last error, …); only in /v1/status.",
+    },
+  },
+} as const;
+
+export const statusSnapshotSchema = {
+  $id: "StatusSnapshot",
+  type: "object",
+  description: "Every component's status, the worst state of all, and readiness.",
+  required: ["state", "ready", "components"],
+  properties: {
+    state: { ...componentState, description: "The worst state of all components." },
+    ready: { type: "boolean", description: "No component is not_ready or error." },
+    components: {
+      type: "object",
+      description:
+        "By name: engine, bundle:<source>, audit.spool, audit.sink:<name>, identity.verifier, " +
+        "postgres.analyzer, listener:<protocol>, store, gateway.",
+      additionalProperties: { $ref: "ComponentStatus#" },
+    },
+  },
+} as const;
+
+export const SHARED_SCHEMAS = [
+  errorSchema,
+  identitySchema,
+  approvalSchema,
+  approvalWithVotesSchema,
+  componentStatusSchema,
+  statusSnapshotSchema,
+];
 
 /** The error answers a route can give, for its response schema. */
 export function errorResponses(...statuses: number[]): Record<string, { $ref: string }> {

@@ -1,13 +1,25 @@
-// Status of the gateway: the policy bundle in use (authenticated), liveness and readiness (not authenticated:
-// orchestrators probe them without a token, and they reveal nothing but "up" and the reasons it is not ready).
+// Status of the gateway: every component's status and the policy bundle in use (authenticated), liveness and
+// readiness (not authenticated: orchestrators probe them without a token, and they reveal nothing but "up", each
+// component's state and the reasons it is not ready — the components' details are only in /v1/status).
+//
+// Readiness is the status model's (src/status/status.ts): ready when no component is not_ready or error. The
+// gateway's components come from its StatusRegistry; the API adds two checks of its own, `store` (the store
+// answers a query) and `gateway` (the optional ready() callback).
 import type { FastifyPluginAsync } from "fastify";
 import { ApprovalError } from "../approvals/errors.js";
 import type { ApprovalService } from "../approvals/service.js";
 import type { DecisionEngine } from "../decision/engine.js";
 import type { TokenVerifier } from "../identity/verifier.js";
+import {
+  type ComponentStatus,
+  notReadyReasons,
+  StatusRegistry,
+  type StatusSnapshot,
+  summarize,
+} from "../status/status.js";
 import type { Queryable } from "../store/store.js";
 import { authenticate } from "./auth.js";
-import { bearerAuth, errorResponses } from "./schemas.js";
+import { bearerAuth, errorResponses, statusSnapshotSchema } from "./schemas.js";
 
 export interface ReadinessCheck {
   ok: boolean;
@@ -24,6 +36,8 @@ export interface StatusRoutesOptions {
   ready?: () => ReadinessCheck | Promise<ReadinessCheck>;
   /** How long the store may take to answer the readiness probe. Default 2 s. */
   storeTimeoutMs?: number;
+  /** The gateway's components (engine, bundle sources, audit, verifier, listeners…). Default: the engine alone. */
+  status?: StatusRegistry;
 }
 
 /** The nil UUID: a well-formed id no request ever has. */
@@ -37,9 +51,43 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** A registry holding only the engine, for an API built without the gateway's registry (tests, tools). */
+function engineOnly(engine: DecisionEngine): StatusRegistry {
+  const registry = new StatusRegistry();
+  registry.register("engine", () => engine.componentStatus());
+  return registry;
+}
+
 export const statusRoutes: FastifyPluginAsync<StatusRoutesOptions> = async (app, options) => {
   const { engine, approvals } = options;
   const storeTimeoutMs = options.storeTimeoutMs ?? 2000;
+  const registry = options.status ?? engineOnly(engine);
+
+  /**
+   * The registry's snapshot with the API's own checks added, and the reasons it is not ready: each blocking
+   * component's message, the gateway's own reasons one by one.
+   */
+  async function currentStatus(): Promise<{ snapshot: StatusSnapshot; reasons: string[] }> {
+    const components: Record<string, ComponentStatus> = { ...registry.snapshot().components };
+    const store = await storeAnswers();
+    components.store = store ? { state: "error", message: store } : { state: "ok" };
+    const reasons = notReadyReasons(summarize(components));
+    let extraReasons: string[] = [];
+    if (options.ready) {
+      try {
+        const extra = await options.ready();
+        if (!extra.ok) extraReasons = extra.reasons.length > 0 ? extra.reasons : ["not ready"];
+      } catch (err) {
+        extraReasons = [`readiness check failed: ${(err as Error).message}`];
+      }
+      components.gateway =
+        extraReasons.length === 0
+          ? { state: "ok" }
+          : { state: "not_ready", message: extraReasons.join("; ") };
+      reasons.push(...extraReasons); // one by one, as the check gave them
+    }
+    return { snapshot: summarize(components), reasons };
+  }
 
   async function storeAnswers(): Promise<string | null> {
     try {
@@ -54,6 +102,20 @@ export const statusRoutes: FastifyPluginAsync<StatusRoutesOptions> = async (app,
       return `the store does not answer: ${(err as Error).message}`;
     }
   }
+
+  app.get(
+    "/v1/status",
+    {
+      onRequest: authenticate(options.verifier),
+      schema: {
+        tags: ["status"],
+        summary: "Every component's status, with details",
+        security: bearerAuth,
+        response: { 200: { $ref: "StatusSnapshot#" }, ...errorResponses(401) },
+      },
+    },
+    async () => (await currentStatus()).snapshot,
+  );
 
   app.get(
     "/v1/status/bundle",
@@ -116,15 +178,22 @@ export const statusRoutes: FastifyPluginAsync<StatusRoutesOptions> = async (app,
 
   const readiness = {
     type: "object",
-    required: ["status", "reasons"],
+    required: ["status", "reasons", "state", "ready", "components"],
     properties: {
       status: { type: "string", enum: ["ready", "not_ready"] },
       reasons: {
         type: "array",
         items: { type: "string" },
-        description: "Why it is not ready; empty when ready.",
+        description:
+          "Why it is not ready (the message of each not_ready or error component); empty when ready.",
       },
       revision: { type: ["string", "null"] },
+      state: statusSnapshotSchema.properties.state,
+      ready: statusSnapshotSchema.properties.ready,
+      components: {
+        ...statusSnapshotSchema.properties.components,
+        description: "Each component's state and message (the details are in GET /v1/status).",
+      },
     },
   } as const;
 
@@ -133,34 +202,25 @@ export const statusRoutes: FastifyPluginAsync<StatusRoutesOptions> = async (app,
     {
       schema: {
         tags: ["status"],
-        summary: "Readiness: a policy bundle is loaded and the store answers (no authentication)",
+        summary: "Readiness: no component is not_ready or error (no authentication)",
         response: { 200: readiness, 503: readiness },
       },
     },
     async (request, reply) => {
-      const reasons: string[] = [];
-      const bundle = engine.status();
-      if (bundle.revision === null) {
-        reasons.push(
-          bundle.last_error
-            ? `no policy bundle is loaded (the last one was rejected: ${bundle.last_error.message})`
-            : "no policy bundle is loaded yet",
-        );
-      }
-      const store = await storeAnswers();
-      if (store) reasons.push(store);
-      if (options.ready) {
-        try {
-          const extra = await options.ready();
-          if (!extra.ok) reasons.push(...(extra.reasons.length > 0 ? extra.reasons : ["not ready"]));
-        } catch (err) {
-          reasons.push(`readiness check failed: ${(err as Error).message}`);
-        }
-      }
-      if (reasons.length > 0) request.log.debug({ reasons }, "api: not ready");
-      return reply
-        .code(reasons.length === 0 ? 200 : 503)
-        .send({ status: reasons.length === 0 ? "ready" : "not_ready", reasons, revision: bundle.revision });
+      const { snapshot, reasons } = await currentStatus();
+      if (!snapshot.ready) request.log.debug({ reasons }, "api: not ready");
+      // Without the details: this answer needs no token.
+      const components = Object.fromEntries(
+        Object.entries(snapshot.components).map(([name, { state, message }]) => [name, { state, message }]),
+      );
+      return reply.code(snapshot.ready ? 200 : 503).send({
+        status: snapshot.ready ? "ready" : "not_ready",
+        reasons,
+        revision: engine.revision,
+        state: snapshot.state,
+        ready: snapshot.ready,
+        components,
+      });
     },
   );
 };

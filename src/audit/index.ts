@@ -44,6 +44,7 @@ export type { RecordingOptions, TerminalRecordingOptions, TranscriptOptions } fr
 export { TerminalRecording, TranscriptRecording } from "./recording.js";
 export type { ShipperStatus } from "./shipper.js";
 export type { AuditReceipt, SpoolStatus } from "./spool.js";
+export { registerAuditStatus, sinkComponentStatus, spoolComponentStatus } from "./status.js";
 export type { FileSinkConfig, HttpSinkConfig, PostgresSinkConfig };
 
 export type SinkConfig = PostgresSinkConfig | HttpSinkConfig | FileSinkConfig;
@@ -320,6 +321,11 @@ export class AuditTrail {
 
   status(): AuditStatus {
     return { spool: this.spool.status(), sinks: this.shippers.map((s) => s.status()) };
+  }
+
+  /** The name of every configured sink, including those not started yet (the spool is not open). */
+  get sinkNames(): string[] {
+    return this.pendingSinks.map((s) => sinkName(s));
   }
 
   /** Resolves true once every sink has acknowledged everything durable so far (false on timeout). */

@@ -1,256 +1,268 @@
-// Polling a bundle server the way OPA's bundle plugin does
-// (https://www.openpolicyagent.org/docs/management-bundles#bundle-service-api):
+// The HTTP bundle source: polls a bundle server (OPA's bundle service protocol, with ETag; see http-poller.ts),
+// hands each new archive to the loader, and persists the last good one (bundle-cache.ts) when given a cacheDir.
 //
-//   GET <url> with If-None-Match: <ETag of the active bundle>
-//   304 → unchanged; 200 → the body is the new bundle archive, its ETag names it.
+// Start: one poll, awaited (at most startTimeoutMs). If it brings no bundle — the server is unreachable, answers
+// an error, or serves a bundle that is rejected — and this source has activated nothing yet, the persisted
+// bundle is loaded instead, through the same verification as any candidate (a persisted archive that no longer
+// verifies, say after a key rotation, is rejected like any other). Polling then goes on in the background and
+// the server's bundle replaces the persisted one as soon as it arrives.
 //
-// After a poll the next one is due after a random delay between minDelayMs and maxDelayMs, so that a fleet of
-// gateways started together does not poll in lockstep. After a failure (network error, timeout, unexpected
-// status, oversized body, or a bundle the consumer rejected) the delay instead grows exponentially from
-// RETRY_BASE_MS, capped at maxDelayMs, with ±20 % jitter — the shape of OPA's util.DefaultBackoff.
-//
-// The ETag is only remembered once onBundle has accepted the bundle. A rejected bundle thus leaves the old
-// ETag (or none) in place, and the next poll downloads again instead of being told 304 forever — which is
-// also what OPA does when activation fails.
+// Loads are serialized, and the persisted bundle is only activated while this source has activated nothing:
+// a poll that lands during the fallback wins, and an old copy never replaces a newer download.
+import type { ComponentStatus } from "../status/status.js";
+import { errorText } from "../util/errors.js";
+import { type Logger, silentLogger } from "../util/log.js";
+import { BundleCache } from "./bundle-cache.js";
+import { BundlePoller, type BundlePollerOptions } from "./http-poller.js";
+import type { BundleLoader, BundleSource } from "./source.js";
 
-export interface HttpBundleSourceOptions {
-  url: string;
-  /** Sent as "Authorization: Bearer <token>". */
-  token?: string;
-  /** Delay between successful polls, chosen at random in [minDelayMs, maxDelayMs]. OPA's defaults: 60 s, 120 s. */
-  minDelayMs?: number;
-  maxDelayMs?: number;
-  /** Largest archive accepted; the download is cut off beyond it. */
-  maxBytes?: number;
-  /** Limit for one request, headers and body. */
-  timeoutMs?: number;
-  /** Receives each new archive; awaited. Throwing rejects the bundle: the ETag is not remembered. */
-  onBundle: (archive: Buffer, etag: string | null) => Promise<void>;
-  /** Failures of background polls (start()); pollOnce() throws instead. */
-  onError: (err: Error) => void;
+export { BundleDownloadError, nextPollDelay, type PollResult } from "./http-poller.js";
+
+export interface HttpBundleSourceOptions
+  extends Pick<
+    BundlePollerOptions,
+    "url" | "token" | "minDelayMs" | "maxDelayMs" | "maxBytes" | "timeoutMs"
+  > {
+  /** Where the last good bundle is kept; without it nothing is persisted. */
+  cacheDir?: string;
+  /** How long start() waits for the first poll before falling back to the persisted bundle. Default 10 s. */
+  startTimeoutMs?: number;
+  /** Default "http". */
+  name?: string;
+  log?: Logger;
 }
 
-export type PollResult = "updated" | "not-modified";
+/** Thrown from the poller's onBundle when the loader rejected the archive: the server answered, the bundle is bad. */
+class BundleRejectedError extends Error {
+  override name = "BundleRejectedError";
+}
 
-/** A failed download: names the URL (query string elided, it may hold credentials) and the HTTP status. */
-export class BundleDownloadError extends Error {
-  override name = "BundleDownloadError";
-  constructor(
-    message: string,
-    readonly url: string,
-    readonly status?: number,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
+const DEFAULT_START_TIMEOUT_MS = 10_000;
+
+export class HttpBundleSource implements BundleSource {
+  readonly name: string;
+  private readonly poller: BundlePoller;
+  private readonly cache: BundleCache | null;
+  private readonly log: Logger;
+  private readonly startTimeoutMs: number;
+  private loader: BundleLoader | null = null;
+  private stopped = false;
+  /** Runs loads one after another (see the file's comment). */
+  private chain: Promise<unknown> = Promise.resolve();
+  private fallback: Promise<void> | null = null;
+
+  // What status() reports.
+  private firstPollDone = false;
+  /** The revision this source activated last, and whether it came from the persisted copy. */
+  private revision: string | null = null;
+  private fromCache = false;
+  private lastSuccessAt: string | null = null;
+  /** The latest poll failure (network, HTTP status, size, timeout), cleared by a successful poll. */
+  private pollError: { message: string; at: string } | null = null;
+  /** The latest rejected download, cleared by a successful poll. */
+  private rejection: { message: string; at: string } | null = null;
+  /** Why the persisted bundle could not be used (none, unreadable, rejected), when it was needed. */
+  private cacheProblem: string | null = null;
+  /** The last good bundle could not be persisted: a restart while the server is down would start on nothing. */
+  private persistError: string | null = null;
+
+  constructor(opts: HttpBundleSourceOptions) {
+    this.name = opts.name ?? "http";
+    this.log = opts.log ?? silentLogger;
+    this.startTimeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+    this.poller = new BundlePoller({
+      url: opts.url,
+      token: opts.token,
+      minDelayMs: opts.minDelayMs,
+      maxDelayMs: opts.maxDelayMs,
+      maxBytes: opts.maxBytes,
+      timeoutMs: opts.timeoutMs,
+      onBundle: (archive) => this.accept(archive),
+      onError: (err) => this.failed(err),
+      onPoll: () => this.succeeded(),
+    });
+    this.cache = opts.cacheDir ? new BundleCache(opts.cacheDir, opts.url) : null;
   }
-}
 
-const DEFAULT_MIN_DELAY_MS = 60_000;
-const DEFAULT_MAX_DELAY_MS = 120_000;
-const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
-const DEFAULT_TIMEOUT_MS = 30_000;
-/** First retry delay after a failure; doubles with each further failure. */
-const RETRY_BASE_MS = 500;
-const JITTER = 0.2;
+  /** The bundle server, as shown in messages (query string elided). */
+  get url(): string {
+    return this.poller.shownUrl;
+  }
 
-/**
- * Delay before the next poll. `failures` is the number of consecutive failed polls (0 after a success).
- * Exported for tests; `random` returns a number in [0, 1).
- */
-export function nextPollDelay(
-  failures: number,
-  minDelayMs: number,
-  maxDelayMs: number,
-  random: () => number = Math.random,
-): number {
-  if (failures === 0) return Math.round(minDelayMs + random() * (maxDelayMs - minDelayMs));
-  const backoff = Math.min(maxDelayMs, RETRY_BASE_MS * 2 ** Math.min(failures - 1, 30));
-  return Math.round(Math.min(maxDelayMs, backoff * (1 + JITTER * (random() * 2 - 1))));
-}
-
-export class HttpBundleSource {
-  private readonly url: string;
-  private readonly shownUrl: string;
-  private readonly minDelayMs: number;
-  private readonly maxDelayMs: number;
-  private readonly maxBytes: number;
-  private readonly timeoutMs: number;
-  /** ETag of the last bundle onBundle accepted. */
-  private etag: string | null = null;
-  private failures = 0;
-  private running = false;
-  private timer: NodeJS.Timeout | undefined;
-  private inFlight: Promise<PollResult> | undefined;
-  /** Aborted by stop(), which cancels a download in progress. */
-  private abort = new AbortController();
-
-  constructor(private readonly opts: HttpBundleSourceOptions) {
-    this.url = new URL(opts.url).href; // throws early on a malformed URL
-    this.shownUrl = redactQuery(this.url);
-    this.minDelayMs = opts.minDelayMs ?? DEFAULT_MIN_DELAY_MS;
-    this.maxDelayMs = opts.maxDelayMs ?? Math.max(DEFAULT_MAX_DELAY_MS, this.minDelayMs);
-    this.maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
-    this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    if (!(this.minDelayMs >= 0 && this.minDelayMs <= this.maxDelayMs)) {
-      throw new RangeError(
-        `bundle polling needs 0 <= minDelayMs <= maxDelayMs (got ${this.minDelayMs}, ${this.maxDelayMs})`,
-      );
+  async start(loader: BundleLoader): Promise<void> {
+    if (this.loader) throw new Error(`bundle source ${this.name} is already started`);
+    this.loader = loader;
+    const first = this.poller.pollOnce().then(
+      () => {
+        this.succeeded();
+        return true;
+      },
+      (err: unknown) => {
+        this.failed(err);
+        return false;
+      },
+    );
+    // The background loop starts once the first poll has ended, so the two never overlap; after a failure it
+    // retries on the backoff schedule.
+    void first.then((ok) => {
+      this.firstPollDone = true;
+      if (!this.stopped) this.poller.start(this.poller.nextDelay(!ok));
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), this.startTimeoutMs);
+    });
+    const outcome = await Promise.race([first, timedOut]).finally(() => clearTimeout(timer));
+    if (outcome === true || this.revision !== null) return;
+    if (outcome === "timeout") {
+      this.pollError ??= {
+        message: `GET ${this.url} did not answer within ${this.startTimeoutMs} ms`,
+        at: new Date().toISOString(),
+      };
     }
-    if (!(this.maxBytes > 0)) throw new RangeError(`maxBytes must be positive (got ${this.maxBytes})`);
+    this.fallback = this.useCache();
+    await this.fallback;
   }
 
-  /** Starts polling in the background: a first poll now, then one after each delay. Idempotent. */
-  start(): void {
-    if (this.running) return;
-    if (this.abort.signal.aborted) this.abort = new AbortController(); // restarted after stop()
-    this.running = true;
-    this.schedule(0);
-  }
-
-  /** Stops polling, cancels a download in progress, and resolves once no poll (nor onBundle) is running. */
   async stop(): Promise<void> {
-    this.running = false;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    this.abort.abort();
-    await this.inFlight?.catch(() => undefined);
+    this.stopped = true;
+    await this.poller.stop();
+    await this.fallback;
+    await this.chain.catch(() => undefined);
   }
 
-  /**
-   * Polls once. Throws BundleDownloadError, or what onBundle threw. A call while a poll is running joins it
-   * rather than sending a second request.
-   */
-  pollOnce(): Promise<PollResult> {
-    this.inFlight ??= this.poll().finally(() => {
-      this.inFlight = undefined;
-    });
-    return this.inFlight;
-  }
-
-  private schedule(delayMs: number): void {
-    this.timer = setTimeout(() => void this.tick(), delayMs);
-    this.timer.unref(); // polling alone should not keep the process alive
-  }
-
-  private async tick(): Promise<void> {
-    this.timer = undefined;
-    try {
-      await this.pollOnce();
-      this.failures = 0;
-    } catch (err) {
-      if (!this.running) return; // stopped mid-poll: the abort is not worth reporting
-      this.failures++;
-      this.report(err);
-    }
-    if (this.running) this.schedule(nextPollDelay(this.failures, this.minDelayMs, this.maxDelayMs));
-  }
-
-  private report(err: unknown): void {
-    try {
-      this.opts.onError(err instanceof Error ? err : new Error(String(err)));
-    } catch {
-      // A throwing error handler must not end the polling loop.
-    }
-  }
-
-  private async poll(): Promise<PollResult> {
-    const headers: Record<string, string> = {
-      // The archive is gzip already; asking for no content coding keeps fetch from transparently decoding a
-      // server-side gzip layer, so the size limit applies to the archive as served.
-      "accept-encoding": "identity",
+  status(): ComponentStatus {
+    const details = {
+      url: this.url,
+      revision: this.revision,
+      persisted: this.fromCache,
+      cache_file: this.cache?.path ?? null,
+      last_success_at: this.lastSuccessAt,
+      last_poll_error: this.pollError,
+      last_rejection: this.rejection,
+      persist_error: this.persistError,
     };
-    if (this.etag !== null) headers["if-none-match"] = this.etag;
-    if (this.opts.token !== undefined) headers.authorization = `Bearer ${this.opts.token}`;
-
-    const timeout = AbortSignal.timeout(this.timeoutMs);
-    const signal = AbortSignal.any([this.abort.signal, timeout]);
-    let archive: Buffer;
-    let etag: string | null;
-    try {
-      const res = await fetch(this.url, { headers, signal, redirect: "follow" });
-      if (res.status === 304) {
-        await res.body?.cancel();
-        return "not-modified";
+    const problem = this.problem();
+    if (this.revision === null) {
+      if (!this.firstPollDone && problem === null) {
+        return { state: "not_ready", message: `waiting for the first bundle from ${this.url}`, details };
       }
-      if (res.status !== 200) {
-        await res.body?.cancel();
-        const text = res.statusText ? ` ${res.statusText}` : "";
-        throw new BundleDownloadError(
-          `GET ${this.shownUrl} returned HTTP ${res.status}${text}`,
-          this.shownUrl,
-          res.status,
-        );
-      }
-      etag = res.headers.get("etag");
-      archive = await this.readBody(res);
-    } catch (err) {
-      if (err instanceof BundleDownloadError) throw err;
-      throw this.requestError(err, timeout.aborted);
+      const cache = this.cacheProblem ? `; ${this.cacheProblem}` : "";
+      return {
+        state: "error",
+        message: `no bundle from ${this.url}: ${problem ?? "no answer yet"}${cache}`,
+        details,
+      };
     }
-    await this.opts.onBundle(archive, etag);
-    this.etag = etag;
-    return "updated";
+    if (this.fromCache) {
+      return {
+        state: "warn",
+        message: `serving persisted bundle rev ${this.revision}; ${problem ?? `waiting for ${this.url}`}`,
+        details,
+      };
+    }
+    if (problem) {
+      return { state: "warn", message: `serving bundle rev ${this.revision}; ${problem}`, details };
+    }
+    if (this.persistError) {
+      return {
+        state: "warn",
+        message: `bundle rev ${this.revision} is active but could not be persisted (a restart while ${this.url} is down would start without it): ${this.persistError}`,
+        details,
+      };
+    }
+    return { state: "ok", message: `bundle rev ${this.revision} from ${this.url}`, details };
   }
 
-  /** Reads the body, refusing it as soon as it exceeds maxBytes (declared or actual). */
-  private async readBody(res: Response): Promise<Buffer> {
-    const tooLarge = () =>
-      new BundleDownloadError(
-        `GET ${this.shownUrl}: bundle is larger than the limit of ${this.maxBytes} bytes`,
-        this.shownUrl,
-        res.status,
-      );
-    if (Number(res.headers.get("content-length")) > this.maxBytes) {
-      await res.body?.cancel();
-      throw tooLarge();
-    }
-    if (res.body === null) return Buffer.alloc(0);
-    const reader = res.body.getReader();
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.byteLength;
-      if (total > this.maxBytes) {
-        await reader.cancel();
-        throw tooLarge();
-      }
-      chunks.push(value);
-    }
-    return Buffer.concat(chunks, total);
+  /** What keeps the server's newest bundle from being active, in words, or null. */
+  private problem(): string | null {
+    if (this.pollError) return `bundle server unreachable: ${this.pollError.message}`;
+    if (this.rejection) return `the server's bundle was rejected: ${this.rejection.message}`;
+    return null;
   }
 
-  private requestError(err: unknown, timedOut: boolean): BundleDownloadError {
-    const e = err instanceof Error ? err : new Error(String(err));
-    if (timedOut) {
-      return new BundleDownloadError(
-        `GET ${this.shownUrl} timed out after ${this.timeoutMs} ms`,
-        this.shownUrl,
-        undefined,
-        { cause: e },
-      );
-    }
-    if (this.abort.signal.aborted) {
-      return new BundleDownloadError(
-        `GET ${this.shownUrl} was cancelled (bundle source stopped)`,
-        this.shownUrl,
-        undefined,
-        { cause: e },
-      );
-    }
-    // fetch reports "fetch failed" and keeps the useful part (ECONNREFUSED, DNS failure, TLS) in the cause.
-    const cause = e.cause instanceof Error ? e.cause.message : e.message;
-    return new BundleDownloadError(`GET ${this.shownUrl} failed: ${cause}`, this.shownUrl, undefined, {
-      cause: e,
+  private serial<T>(job: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(job, job);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** The poller's onBundle: a new archive from the server. Throwing tells the poller not to keep its ETag. */
+  private accept(archive: Buffer): Promise<void> {
+    return this.serial(async () => {
+      const loader = this.loader as BundleLoader;
+      const result = await loader.load(archive, this.url);
+      if (!result.ok) throw new BundleRejectedError(result.error);
+      this.revision = result.revision;
+      this.fromCache = false;
+      this.cacheProblem = null;
+      await this.persist(archive, result.revision);
     });
   }
-}
 
-/** The URL for messages: a query string may carry a token (presigned URLs), so only its presence is shown. */
-function redactQuery(url: string): string {
-  const u = new URL(url);
-  if (u.search === "") return url;
-  u.search = "";
-  return `${u.href}?…`;
+  private async persist(archive: Buffer, revision: string): Promise<void> {
+    if (!this.cache) return;
+    try {
+      await this.cache.write(archive);
+      this.persistError = null;
+    } catch (err) {
+      this.persistError = `${this.cache.path}: ${errorText(err)}`;
+      this.log.warn({ source: this.url, revision, err: this.persistError }, "bundle could not be persisted");
+    }
+  }
+
+  private succeeded(): void {
+    this.pollError = null;
+    this.rejection = null;
+    this.lastSuccessAt = new Date().toISOString();
+  }
+
+  private failed(err: unknown): void {
+    const entry = { message: errorText(err), at: new Date().toISOString() };
+    if (err instanceof BundleRejectedError) {
+      // The loader has logged the reason already; the server answered.
+      this.rejection = entry;
+      this.pollError = null;
+    } else {
+      this.pollError = entry;
+      this.log.warn({ source: this.url }, entry.message);
+    }
+  }
+
+  /** Activates the persisted bundle, if there is one and this source has activated nothing yet. */
+  private async useCache(): Promise<void> {
+    if (!this.cache) {
+      this.cacheProblem = "no bundle is persisted (no cache directory configured)";
+      return;
+    }
+    const cache = this.cache;
+    await this.serial(async () => {
+      if (this.revision !== null || this.stopped) return; // a download landed meanwhile: it is newer
+      let archive: Buffer | null;
+      try {
+        archive = await cache.read();
+      } catch (err) {
+        this.cacheProblem = `the persisted bundle ${cache.path} cannot be read: ${errorText(err)}`;
+        this.log.error({ source: this.url }, this.cacheProblem);
+        return;
+      }
+      if (archive === null) {
+        this.cacheProblem = `no persisted bundle in ${cache.dir}`;
+        return;
+      }
+      const loader = this.loader as BundleLoader;
+      const result = await loader.load(archive, `${cache.path} (persisted from ${this.url})`);
+      if (!result.ok) {
+        this.cacheProblem = `the persisted bundle was rejected: ${result.error}`;
+        return;
+      }
+      this.revision = result.revision;
+      this.fromCache = true;
+      this.cacheProblem = null;
+      this.log.warn(
+        { source: this.url, revision: result.revision, cache_file: cache.path, reason: this.problem() },
+        "serving the persisted bundle until the bundle server answers",
+      );
+    });
+  }
 }

@@ -4,6 +4,7 @@
 // is a single reference assignment: an evaluation already running finishes on the policy it started with, and
 // the next one sees the new one. No locks, no half-loaded state.
 import { randomUUID } from "node:crypto";
+import type { ComponentStatus } from "../status/status.js";
 import {
   currentTimestamp,
   type Decision,
@@ -82,6 +83,32 @@ export class DecisionEngine {
       activations: this.activations,
       last_error: this.lastError,
     };
+  }
+
+  /**
+   * The engine in the gateway's status model: not_ready while no bundle is active (every command is blocked),
+   * warn when the last candidate was rejected and an older bundle still answers, ok otherwise.
+   */
+  componentStatus(): ComponentStatus {
+    const s = this.status();
+    const details = { ...s };
+    if (s.revision === null) {
+      return {
+        state: "not_ready",
+        message: s.last_error
+          ? `no policy bundle is loaded (the last one was rejected: ${s.last_error.message})`
+          : "no policy bundle is loaded yet",
+        details,
+      };
+    }
+    if (s.last_error) {
+      return {
+        state: "warn",
+        message: `revision ${s.revision} stays active; the last candidate was rejected: ${s.last_error.message}`,
+        details,
+      };
+    }
+    return { state: "ok", message: `revision ${s.revision} from ${s.source}`, details };
   }
 
   /** Decides one command. Always returns a verdict; every failure is a block with an engine.* reason. */

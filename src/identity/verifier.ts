@@ -21,6 +21,7 @@ import { createHash } from "node:crypto";
 import { decodeJwt, decodeProtectedHeader, type JWTPayload, errors as joseErrors, jwtVerify } from "jose";
 import type { Identity } from "../decision/contract.js";
 import { metrics } from "../metrics.js";
+import type { ComponentStatus } from "../status/status.js";
 import { type Logger, silentLogger } from "../util/log.js";
 import { DEFAULT_MAX_DELEGATION_DEPTH, identityFromClaims } from "./claims.js";
 import {
@@ -123,6 +124,44 @@ export class TokenVerifier {
   /** Per issuer: jwks_uri, cached kids, fetch count, last error — for health and readiness. */
   status(): IssuerKeysStatus[] {
     return [...this.issuers.values()].map((i) => i.status());
+  }
+
+  /**
+   * The verifier in the gateway's status model. `warn` when an issuer's latest discovery or JWKS fetch failed:
+   * tokens signed by keys already cached still verify, a token needing another key fails (issuer_unreachable).
+   * Keys are fetched on first use, so an issuer not contacted yet is no problem. `error` without any issuer
+   * (the constructor refuses that; this is the fail-closed answer should it ever happen).
+   */
+  componentStatus(): ComponentStatus {
+    const issuers = this.status();
+    const details = {
+      issuers: issuers.map((i) => ({
+        issuer: i.issuer,
+        jwks_uri: i.jwksUri,
+        kids: i.kids,
+        fetches: i.fetches,
+        fetched_at: i.fetchedAt?.toISOString() ?? null,
+        last_error: i.lastError,
+      })),
+    };
+    if (issuers.length === 0) {
+      return {
+        state: "error",
+        message: "no trusted token issuer is configured: every token is refused",
+        details,
+      };
+    }
+    const failing = issuers.filter((i) => i.lastError !== null);
+    if (failing.length > 0) {
+      const what = failing
+        .map((i) => {
+          const cached = i.kids.length > 0 ? `${i.kids.length} cached keys still verify` : "no cached keys";
+          return `${i.issuer}: ${i.lastError} (${cached})`;
+        })
+        .join("; ");
+      return { state: "warn", message: `token issuer keys could not be fetched: ${what}`, details };
+    }
+    return { state: "ok", details };
   }
 
   /**

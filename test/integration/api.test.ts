@@ -488,6 +488,7 @@ t.test("/openapi.json: an OpenAPI 3 document with every route", async (t) => {
     "/v1/approvals/{id}": ["get"],
     "/v1/approvals/{id}/approve": ["post"],
     "/v1/approvals/{id}/deny": ["post"],
+    "/v1/status": ["get"],
     "/v1/status/bundle": ["get"],
     "/healthz": ["get"],
     "/readyz": ["get"],
@@ -524,6 +525,14 @@ t.test("bundle status, liveness and readiness", async (t) => {
   t.equal(before.status, 503, "no bundle: not ready");
   t.equal(before.body.status, "not_ready");
   t.match(before.body.reasons, [/no policy bundle is loaded/]);
+  t.match(before.body, {
+    state: "not_ready",
+    ready: false,
+    components: {
+      engine: { state: "not_ready", message: "no policy bundle is loaded yet" },
+      store: { state: "ok" },
+    },
+  });
   t.same((await call("GET", "/v1/status/bundle", { as: "dave" })).body, {
     revision: null,
     loaded_at: null,
@@ -543,7 +552,28 @@ t.test("bundle status, liveness and readiness", async (t) => {
   );
   const after = await call("GET", "/readyz");
   t.equal(after.status, 200, "a bundle and a store that answers: ready");
-  t.same(after.body, { status: "ready", reasons: [], revision: "rev-api-1" });
+  t.same(after.body, {
+    status: "ready",
+    reasons: [],
+    revision: "rev-api-1",
+    state: "ok",
+    ready: true,
+    components: {
+      engine: { state: "ok", message: "revision rev-api-1 from test" },
+      store: { state: "ok" },
+    },
+  });
+  refused(t, await call("GET", "/v1/status"), 401, "malformed");
+  const all = await call("GET", "/v1/status", { as: "dave" });
+  t.equal(all.status, 200);
+  t.match(all.body, {
+    state: "ok",
+    ready: true,
+    components: {
+      engine: { state: "ok", details: { revision: "rev-api-1", source: "test", activations: 1 } },
+      store: { state: "ok" },
+    },
+  });
   const status = await call("GET", "/v1/status/bundle", { as: "dave" });
   t.equal(status.body.revision, "rev-api-1");
   t.equal(status.body.activations, 1);
@@ -575,9 +605,43 @@ t.test("readiness: a store that does not answer and the gateway's own checks", a
     "the store does not answer: connect ECONNREFUSED 127.0.0.1:5432",
     "the PostgreSQL listener is not up yet",
   ]);
+  t.match(down.json().components, {
+    store: { state: "error" },
+    gateway: { state: "not_ready", message: "the PostgreSQL listener is not up yet" },
+  });
   storeUp = true;
   listening = true;
   t.equal((await other.inject({ url: "/readyz" })).statusCode, 200);
+});
+
+t.test("readiness follows the gateway's status registry: an error anywhere is a 503 naming it", async (t) => {
+  const { StatusRegistry } = await import("../../src/status/status.js");
+  const status = new StatusRegistry();
+  status.register("engine", () => engine.componentStatus());
+  let spool: import("../../src/status/status.js").ComponentStatus = {
+    state: "warn",
+    message: "audit spool 85 % full",
+    details: { used_bytes: 85 },
+  };
+  status.register("audit.spool", () => spool);
+  const other = buildApi({ verifier, approvals, engine, adminGroups: [], status });
+  t.teardown(() => other.close());
+
+  const warned = await other.inject({ url: "/readyz" });
+  t.equal(warned.statusCode, 200, "a warning keeps it ready");
+  t.match(warned.json(), { status: "ready", state: "warn", ready: true });
+  t.same(warned.json().components["audit.spool"], { state: "warn", message: "audit spool 85 % full" });
+
+  spool = { state: "error", message: "audit spool full: 65536 bytes of 65536" };
+  const full = await other.inject({ url: "/readyz" });
+  t.equal(full.statusCode, 503);
+  t.match(full.json(), {
+    status: "not_ready",
+    state: "error",
+    ready: false,
+    reasons: ["audit spool full: 65536 bytes of 65536"],
+    components: { "audit.spool": { state: "error" }, engine: { state: "ok" } },
+  });
 });
 
 t.test("a webhook without an observable approval service is a startup error", async (t) => {

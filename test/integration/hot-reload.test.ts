@@ -3,6 +3,8 @@
 import { rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import t from "tap";
+import { FileBundleSource, PolicyFolderSource } from "../../src/bundles/file-source.js";
+import { HttpBundleSource } from "../../src/bundles/http-source.js";
 import { BundleManager } from "../../src/bundles/manager.js";
 import { DecisionEngine } from "../../src/decision/engine.js";
 import { sampleInput, verdictPolicy } from "../helpers/bundles.js";
@@ -40,8 +42,10 @@ t.test("watching a bundle file: swap on change, reject bad bundles, keep answeri
   const loads: Array<{ ok: boolean; error?: string }> = [];
   const manager = new BundleManager(engine, { onLoad: (r) => loads.push(r) });
   t.teardown(() => manager.close());
-  t.equal(await manager.watchFile(path), true, "initial load succeeds");
-  t.equal(engine.revision, "rev-1");
+  const source = new FileBundleSource({ path });
+  await manager.addSource(source);
+  t.equal(engine.revision, "rev-1", "initial load succeeds");
+  t.match(source.status(), { state: "ok", details: { revision: "rev-1" } });
 
   await replaceAtomically(path, v2);
   await waitFor("rev-2", () => engine.revision === "rev-2");
@@ -54,9 +58,12 @@ t.test("watching a bundle file: swap on change, reject bad bundles, keep answeri
   t.match(loads.at(-1)?.error, /rejected: bundle is not a valid gzip archive/);
   t.match(engine.status().last_error?.message, /not a valid gzip archive/);
   t.equal(engine.evaluate(sampleInput()).verdict.reasons[0]?.code, "rev.two", "and keeps answering");
+  t.match(source.status(), { state: "warn", message: /revision rev-2 stays active.*not a valid gzip/ });
+  t.match(engine.componentStatus(), { state: "warn", message: /revision rev-2 stays active/ });
 
   await replaceAtomically(path, v1);
   await waitFor("rev-1 again", () => engine.revision === "rev-1");
+  t.equal(source.status().state, "ok");
 });
 
 t.test("a missing bundle file at start leaves the engine failing closed", async (t) => {
@@ -67,6 +74,17 @@ t.test("a missing bundle file at start leaves the engine failing closed", async 
   const d = engine.evaluate(sampleInput());
   t.equal(d.verdict.reasons[0]?.code, "engine.no_bundle");
   t.match(engine.status().last_error?.message, /cannot be read/);
+  t.match(engine.componentStatus(), {
+    state: "not_ready",
+    message: /no policy bundle is loaded.*cannot be read/,
+  });
+
+  const watched = new FileBundleSource({ path: join(t.testdir(), "absent.tar.gz") });
+  await manager.addSource(watched);
+  t.match(watched.status(), {
+    state: "error",
+    message: /no bundle was activated: bundle file .* cannot be read/,
+  });
 });
 
 t.test("no failed evaluation while bundles are swapped under load", async (t) => {
@@ -80,7 +98,7 @@ t.test("no failed evaluation while bundles are swapped under load", async (t) =>
   const engine = new DecisionEngine();
   const manager = new BundleManager(engine);
   t.teardown(() => manager.close());
-  await manager.watchFile(path);
+  await manager.addSource(new FileBundleSource({ path }));
 
   let evaluations = 0;
   let failures = 0;
@@ -116,10 +134,11 @@ t.test("development mode: a policy folder is rebuilt with opa on change", async 
   const manager = new BundleManager(engine, { onLoad: (r) => r.error && errors.push(r.error) });
   t.teardown(() => manager.close());
   // Built with the project's restricted capabilities (the default), and only the verdict entrypoint.
-  t.equal(
-    await manager.watchPolicies({ policies: dir, revision: "dev", entrypoints: ["pamgate/main/verdict"] }),
-    true,
-  );
+  const source = new PolicyFolderSource({
+    build: { policies: dir, revision: "dev", entrypoints: ["pamgate/main/verdict"] },
+  });
+  await manager.addSource(source);
+  t.equal(source.status().state, "ok");
   t.equal(engine.evaluate(sampleInput()).verdict.reasons[0]?.code, "dev.one");
 
   await writeFile(
@@ -134,6 +153,7 @@ t.test("development mode: a policy folder is rebuilt with opa on change", async 
   await writeFile(join(dir, "main.rego"), `package pamgate.main\n\nverdict := {{{\n`);
   await waitFor("build error", () => errors.length > 0);
   t.match(errors.at(-1), /opa build failed.*rego_parse_error/s);
+  t.match(source.status(), { state: "warn", message: /revision dev stays active.*rego_parse_error/s });
   t.equal(
     engine.evaluate(sampleInput()).verdict.reasons[0]?.code,
     "dev.two",
@@ -167,11 +187,14 @@ t.test("HTTP bundle server: polled with ETag, new bundle activated, a bad one re
   const engine = new DecisionEngine();
   const manager = new BundleManager(engine);
   t.teardown(() => manager.close());
-  const source = manager.pollHttp(`http://127.0.0.1:${port}/bundles/pamgate.tar.gz`, {
+  const source = new HttpBundleSource({
+    url: `http://127.0.0.1:${port}/bundles/pamgate.tar.gz`,
     minDelayMs: 20,
     maxDelayMs: 40,
   });
-  await waitFor("first bundle", () => engine.revision === "http-1");
+  await manager.addSource(source);
+  t.equal(engine.revision, "http-1", "start() waits for the first poll");
+  t.match(source.status(), { state: "ok", message: /bundle rev http-1 from http:/ });
   await waitFor("a conditional poll", () => seen.includes('"v1"'));
 
   current = { etag: '"v2"', body: verdictPolicy(verdictFor("allow", "http.two"), "http-2") };
@@ -182,7 +205,9 @@ t.test("HTTP bundle server: polled with ETag, new bundle activated, a bad one re
   await waitFor("rejection", () => engine.status().last_error !== null);
   t.match(engine.status().last_error?.message, /not a valid gzip archive/);
   t.equal(engine.revision, "http-2", "the last good bundle stays active");
-  await source.stop();
+  await waitFor("the source's warning", () => source.status().state === "warn");
+  t.match(source.status().message, /serving bundle rev http-2; the server's bundle was rejected: .*gzip/);
+  await manager.close();
 });
 
 t.test("with verification on, only bundles signed with the configured key become active", async (t) => {

@@ -1,4 +1,4 @@
-// The HTTP bundle source against a real node:http server that speaks the OPA bundle service protocol.
+// The HTTP bundle source's poller (BundlePoller) against a real node:http server that speaks the OPA bundle service protocol.
 import { once } from "node:events";
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -6,10 +6,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import tap from "tap";
 import {
   BundleDownloadError,
-  HttpBundleSource,
-  type HttpBundleSourceOptions,
+  BundlePoller,
+  type BundlePollerOptions,
   nextPollDelay,
-} from "../../src/bundles/http-source.js";
+} from "../../src/bundles/http-poller.js";
 
 /** A bundle server whose answers the tests change as they go. */
 interface FakeServer {
@@ -58,11 +58,11 @@ async function startServer(t: Pick<typeof tap, "teardown">): Promise<FakeServer>
 }
 
 /** A source with recorded callbacks; `reject` makes onBundle throw while set. */
-function source(server: FakeServer, extra: Partial<HttpBundleSourceOptions> = {}) {
+function source(server: FakeServer, extra: Partial<BundlePollerOptions> = {}) {
   const got: { archive: string; etag: string | null }[] = [];
   const errors: Error[] = [];
   const ctl = { reject: false };
-  const src = new HttpBundleSource({
+  const src = new BundlePoller({
     url: server.url,
     onBundle: async (archive, etag) => {
       if (ctl.reject) throw new Error("bundle rejected: bad signature");
@@ -125,7 +125,7 @@ tap.test("a network error names the URL and the cause", async (t) => {
   const { port } = probe.address() as AddressInfo;
   await new Promise((resolve) => probe.close(resolve));
   const url = `http://127.0.0.1:${port}/bundle.tar.gz`;
-  const src = new HttpBundleSource({ url, onBundle: async () => {}, onError: () => {} });
+  const src = new BundlePoller({ url, onBundle: async () => {}, onError: () => {} });
   const err = (await src.pollOnce().catch((e: unknown) => e)) as Error;
   t.match(err.message, `GET ${url} failed: connect ECONNREFUSED`);
 });
@@ -190,6 +190,26 @@ tap.test("background polling reports errors, backs off, and stops", async (t) =>
   t.ok(server.requests.slice(-1)[0]?.["if-none-match"], "later polls revalidate");
 });
 
+tap.test(
+  "background polling reports each successful poll to onPoll, after a delay given to start()",
+  async (t) => {
+    const server = await startServer(t);
+    const polls: string[] = [];
+    const { src, got } = source(server, { minDelayMs: 5, maxDelayMs: 10, onPoll: (r) => polls.push(r) });
+    t.equal(await src.pollOnce(), "updated", "a first poll of its own, as HttpBundleSource makes");
+    src.start(src.nextDelay(false));
+    await until(() => polls.length >= 2);
+    await src.stop();
+    t.same(
+      polls.slice(0, 2),
+      ["not-modified", "not-modified"],
+      "pollOnce() is not reported, the loop's polls are",
+    );
+    t.equal(got.length, 1);
+    t.ok(src.nextDelay(true) <= 10, "a retry delay stays within maxDelayMs");
+  },
+);
+
 tap.test("stop() cancels a download in progress without reporting it", async (t) => {
   const server = await startServer(t);
   server.handler = (res) => res.writeHead(200, { "content-length": "100" }).write("partial"); // never ends
@@ -235,7 +255,7 @@ tap.test("delays: jittered between min and max, exponential backoff after failur
   t.equal(nextPollDelay(1, 5, 10, mid), 10, "capped by a small maxDelayMs");
   t.throws(
     () =>
-      new HttpBundleSource({
+      new BundlePoller({
         url: "http://x/",
         minDelayMs: 10,
         maxDelayMs: 5,
@@ -245,7 +265,7 @@ tap.test("delays: jittered between min and max, exponential backoff after failur
     RangeError,
   );
   t.throws(
-    () => new HttpBundleSource({ url: "not a url", onBundle: async () => {}, onError: () => {} }),
+    () => new BundlePoller({ url: "not a url", onBundle: async () => {}, onError: () => {} }),
     TypeError,
   );
 });
