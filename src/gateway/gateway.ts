@@ -2,9 +2,12 @@
 // approvals, audit trail, the command pipeline, and the protocol listeners. Each part is built by its own
 // module; this file only wires them and owns their shutdown order.
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { buildApi, ObservableApprovalService } from "../api/index.js";
 import type { ApprovalService } from "../approvals/service.js";
-import { AuditTrail, type SinkConfig } from "../audit/index.js";
+import { AuditTrail, registerAuditStatus, type SinkConfig } from "../audit/index.js";
+import { FileBundleSource, PolicyFolderSource } from "../bundles/file-source.js";
+import { HttpBundleSource } from "../bundles/http-source.js";
 import { BundleManager } from "../bundles/manager.js";
 import { resolveCredential } from "../config/load.js";
 import type { GatewayConfig, ResourceConfig } from "../config/schema.js";
@@ -22,6 +25,7 @@ import type {
   ProtocolAdapter,
 } from "../proxy/adapter.js";
 import { ADAPTERS } from "../proxy/registry.js";
+import { StatusRegistry } from "../status/status.js";
 import { openStore } from "../store/open.js";
 import type { Store } from "../store/store.js";
 import { type Logger, silentLogger } from "../util/log.js";
@@ -49,6 +53,8 @@ export interface Gateway {
   listeners: Partial<Record<Protocol, { host: string; port: number }>>;
   api: { host: string; port: number } | null;
   devIssuer: DevIssuer | null;
+  /** Every component's status (/readyz, /v1/status read it); a listener registers as `listener:<protocol>`. */
+  status: StatusRegistry;
   close(): Promise<void>;
 }
 
@@ -70,11 +76,37 @@ function issuerConfigs(config: GatewayConfig): IssuerConfig[] {
   }));
 }
 
-async function loadPolicy(config: GatewayConfig, bundles: BundleManager): Promise<void> {
+async function loadPolicy(config: GatewayConfig, bundles: BundleManager, log: Logger): Promise<void> {
   const p = config.policy;
-  if (p.bundle) await bundles.watchFile(p.bundle);
-  else if (p.policies) await bundles.watchPolicies({ policies: p.policies });
-  else if (p.url) bundles.pollHttp(p.url, { minDelayMs: 10_000, maxDelayMs: 20_000 });
+  if (p.bundle) await bundles.addSource(new FileBundleSource({ path: p.bundle, log }));
+  else if (p.policies)
+    await bundles.addSource(new PolicyFolderSource({ build: { policies: p.policies }, log }));
+  else if (p.url) {
+    await bundles.addSource(
+      new HttpBundleSource({
+        url: p.url,
+        minDelayMs: 10_000,
+        maxDelayMs: 20_000,
+        cacheDir: bundleCacheDir(config, log),
+        log,
+      }),
+    );
+  }
+}
+
+/**
+ * Where the last good HTTP bundle is persisted: policy.cache_dir, else next to the embedded store (a gateway
+ * with an embedded store has a data directory of its own; replicas sharing a PostgreSQL store may not).
+ */
+function bundleCacheDir(config: GatewayConfig, log: Logger): string | undefined {
+  const dir = config.policy.cache_dir;
+  if (dir) return dir;
+  if (config.store?.type === "embedded") return join(config.store.dir, "bundle-cache");
+  log.warn(
+    { url: config.policy.url },
+    "policy.cache_dir is not set: the HTTP bundle is not persisted, so a restart while the bundle server is down starts with no policy (every command blocked)",
+  );
+  return undefined;
 }
 
 export async function startGateway(config: GatewayConfig, extras: GatewayExtras = {}): Promise<Gateway> {
@@ -89,7 +121,9 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
     const resources = new Map<Protocol, AdapterResource<Record<string, unknown>>[]>();
     for (const r of config.resources)
       resources.set(r.kind, [...(resources.get(r.kind) ?? []), await adapterResource(r)]);
+    const status = new StatusRegistry();
     const engine = new DecisionEngine();
+    status.register("engine", () => engine.componentStatus());
     const verification = config.policy.verification
       ? {
           key: await readFile(config.policy.verification.key_file, "utf8"),
@@ -101,9 +135,10 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
       verification,
       log,
       onLoad: (r) => metrics.bundleLoads.inc({ outcome: r.ok ? "activated" : "rejected" }),
+      status, // each source reports as bundle:<name>
     });
     closers.push(() => bundles.close());
-    await loadPolicy(config, bundles);
+    await loadPolicy(config, bundles, log);
 
     let devIssuer: DevIssuer | null = null;
     const issuers = issuerConfigs(config);
@@ -124,6 +159,7 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
       );
     }
     const verifier = new TokenVerifier(issuers, { log });
+    status.register("identity.verifier", () => verifier.componentStatus());
 
     const store = await openStore(
       config.store?.type === "postgres"
@@ -154,6 +190,7 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
       );
       audit = trail;
       closers.push(() => trail.close());
+      registerAuditStatus(status, trail); // audit.spool, audit.sink:<name>
       auditPort = {
         recordDecision: async (decision, ctx) => {
           await trail.recordDecision(decision, {
@@ -200,10 +237,15 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
         resources: own,
         sessions,
         pipeline,
+        status,
         log,
       });
+      const unregister = status.register(`listener:${adapter.protocol}`, () => listener.status());
+      closers.push(async () => {
+        unregister();
+        await listener.close();
+      });
       listeners[adapter.protocol] = await listener.listen();
-      closers.push(() => listener.close());
     }
 
     let api: Gateway["api"] = null;
@@ -215,6 +257,7 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
         approvals,
         engine,
         store,
+        status,
         log,
         adminGroups: config.approvals?.admin_groups ?? [],
         approverGroups: config.approvals?.approver_groups,
@@ -242,6 +285,7 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
       listeners,
       api,
       devIssuer,
+      status,
       close: closeAll,
     };
   } catch (err) {

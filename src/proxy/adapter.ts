@@ -16,7 +16,7 @@ import { NonEmpty, Port } from "../config/kit.js";
 import type { Protocol, Resource } from "../decision/contract.js";
 import type { SessionOpener } from "../gateway/sessions.js";
 import type { CommandPipeline } from "../pipeline/pipeline.js";
-import type { ComponentStatus } from "../status/status.js";
+import type { ComponentStatus, StatusRegistry } from "../status/status.js";
 import type { Logger } from "../util/log.js";
 
 /** The listener fields every adapter shares: where to listen, TLS, and the token-over-cleartext escape hatch. */
@@ -50,6 +50,11 @@ export interface AdapterContext<Listen, Upstream> {
   resources: AdapterResource<Upstream>[];
   sessions: SessionOpener;
   pipeline: CommandPipeline;
+  /**
+   * The gateway's status model, for components of the adapter beyond the listener (the gateway registers the
+   * listener itself as `listener:<protocol>`), named `<protocol>.<part>`, e.g. `postgres.analyzer`.
+   */
+  status?: StatusRegistry;
   log: Logger;
 }
 

@@ -30,6 +30,8 @@ t.test("a gateway whose audit spool is full answers /readyz 503 naming audit.spo
       "audit.spool": { state: "ok" },
       "identity.verifier": { state: "ok" },
       store: { state: "ok" },
+      "listener:postgres": { state: "ok", message: /listening on 127\.0\.0\.1:\d+/ },
+      "postgres.analyzer": { state: "ok" },
     },
   });
 

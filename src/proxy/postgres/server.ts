@@ -10,7 +10,8 @@ import type { ComponentStatus } from "../../status/status.js";
 import { errorText } from "../../util/errors.js";
 import { silentLogger } from "../../util/log.js";
 import type { AdapterContext, AdapterListener, AdapterResource } from "../adapter.js";
-import { initAnalyzer } from "./analysis.js";
+import { analyzerFailure, initAnalyzer } from "./analysis.js";
+import { AnalyzerStatus } from "./analyzer-status.js";
 import { Catalog } from "./catalog.js";
 import type { PostgresListenerConfig, PostgresUpstreamConfig } from "./config.js";
 import { Masker } from "./masking.js";
@@ -63,6 +64,7 @@ export class PostgresListener implements AdapterListener {
   private nextPid = 1;
   private readonly secureContext;
   private state: ComponentStatus = { state: "not_ready", message: "not listening yet" };
+  private readonly unregister: Array<() => void> = [];
 
   constructor(private readonly options: PostgresListenerOptions) {
     this.log = options.log ?? silentLogger;
@@ -77,8 +79,11 @@ export class PostgresListener implements AdapterListener {
   }
 
   async listen(): Promise<{ host: string; port: number }> {
+    const analyzer = new AnalyzerStatus(analyzerFailure);
+    const unregister = this.options.status?.register("postgres.analyzer", () => analyzer.status());
+    if (unregister) this.unregister.push(unregister);
     try {
-      await initAnalyzer();
+      await analyzer.track(initAnalyzer());
     } catch (err) {
       this.state = { state: "error", message: `the SQL parser cannot be loaded: ${errorText(err)}` };
       throw err;
@@ -109,6 +114,7 @@ export class PostgresListener implements AdapterListener {
 
   async close(): Promise<void> {
     this.state = { state: "not_ready", message: "shutting down" };
+    for (const off of this.unregister.splice(0)) off();
     for (const s of this.sessions) s.close("gateway shutting down");
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     await Promise.all([...this.catalogs.values()].map((c) => c.close()));
