@@ -6,7 +6,7 @@
 // Masking runs the deciding bundle's `system/log/mask` rule on the event, the way OPA does, on a copy of the
 // input before anything is written. If it cannot run, the event is still built, with the whole input erased.
 import { type Action, currentTime, type Decision, VERDICT_ENTRYPOINT } from "../decision/contract.js";
-import { errorMessage } from "./errors.js";
+import { errorText } from "../util/errors.js";
 import { type JsonValue, parseExact, stringifyExact } from "./json.js";
 import { applyMask, type MaskTarget, parseMaskRules } from "./mask.js";
 
@@ -159,7 +159,7 @@ function inputParts(
     try {
       input = parseExact(inputJson);
     } catch (err) {
-      parseError = `the input is not valid JSON: ${errorMessage(err)}`;
+      parseError = `the input is not valid JSON: ${errorText(err)}`;
     }
   }
   const session = asObject(asObject(input)?.session);
@@ -191,7 +191,7 @@ function inputParts(
           fieldsFrom = target.input;
         }
       } catch (err) {
-        maskError = `system.log.mask failed: ${errorMessage(err)}`;
+        maskError = `system.log.mask failed: ${errorText(err)}`;
       }
     }
   }

@@ -19,9 +19,10 @@
 import { createHash, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Decision } from "../decision/contract.js";
+import { errorText } from "../util/errors.js";
 import { type Logger, silentLogger } from "../util/log.js";
 import { packagePath } from "../util/tools.js";
-import { AuditUnavailableError, errorMessage } from "./errors.js";
+import { AuditUnavailableError } from "./errors.js";
 import { buildDecisionEvent, type DecisionContext, type DecisionEvent } from "./event.js";
 import type { SpoolIo } from "./io.js";
 import {
@@ -186,7 +187,7 @@ export class AuditTrail {
       if (!trail.shippersStarted) {
         trail
           .startShippers()
-          .catch((err) => log.error({ err: errorMessage(err) }, "audit shippers did not start"));
+          .catch((err) => log.error({ err: errorText(err) }, "audit shippers did not start"));
       }
     });
     await trail.startShippers();
@@ -259,7 +260,7 @@ export class AuditTrail {
           }
         } while (this.releaseAgain);
       } catch (err) {
-        this.log.warn({ err: errorMessage(err) }, "audit spool: releasing shipped segments failed");
+        this.log.warn({ err: errorText(err) }, "audit spool: releasing shipped segments failed");
       } finally {
         this.releasing = null;
       }

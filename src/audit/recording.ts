@@ -12,7 +12,9 @@
 // Chunks are written one at a time, in order. When the spool refuses one (full, unwritable) its events stay
 // buffered and go out with the next attempt, so a recording has no holes; `ok` turns false and `error` says why,
 // so the proxy can stop the session (pushing more while !ok is allowed up to maxBufferedBytes, then dropped).
-import { AuditUnavailableError, errorMessage } from "./errors.js";
+
+import { errorText } from "../util/errors.js";
+import { AuditUnavailableError } from "./errors.js";
 import type { AuditReceipt } from "./spool.js";
 
 export type RecordFn = (kind: string, body: string) => Promise<AuditReceipt>;
@@ -137,7 +139,7 @@ abstract class Recording {
         const e =
           err instanceof AuditUnavailableError
             ? err
-            : new AuditUnavailableError(`recording chunk not written: ${errorMessage(err)}`);
+            : new AuditUnavailableError(`recording chunk not written: ${errorText(err)}`);
         if (!this.failure) this.options.onError?.(e);
         this.failure = e;
         if (!this.closed && !this.timer) {

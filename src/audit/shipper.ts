@@ -4,8 +4,8 @@
 // spool (which refuses new ones once it is full, rather than dropping any).
 import * as fsp from "node:fs/promises";
 import { join } from "node:path";
+import { errorText } from "../util/errors.js";
 import { type Logger, silentLogger } from "../util/log.js";
-import { errorMessage } from "./errors.js";
 import { SpoolReader } from "./reader.js";
 import type { SpoolRecord } from "./record.js";
 import { type Spool, writeAtomic } from "./spool.js";
@@ -152,7 +152,7 @@ export class Shipper {
       try {
         batch = await reader.read(this.sink.maxBatchRecords, this.sink.maxBatchBytes);
       } catch (err) {
-        this.fail(`reading the spool: ${errorMessage(err)}`);
+        this.fail(`reading the spool: ${errorText(err)}`);
         await this.sleep(this.backoff());
         continue;
       }
@@ -168,7 +168,7 @@ export class Shipper {
           if (toSend.length > 0) await this.sink.send(toSend);
           sent = true;
         } catch (err) {
-          this.fail(errorMessage(err));
+          this.fail(errorText(err));
           await this.sleep(this.backoff());
         }
       }
@@ -188,7 +188,7 @@ export class Shipper {
       await writeAtomic(cursorPath(this.spool.dir, this.sink.name), `${JSON.stringify(cursor)}\n`);
     } catch (err) {
       // The sink has the records; losing the cursor only means sending them again after a restart.
-      this.log.warn({ err: errorMessage(err) }, "audit shipper cannot save its cursor");
+      this.log.warn({ err: errorText(err) }, "audit shipper cannot save its cursor");
     }
     if (this.failures > 0) this.log.info({ after_failures: this.failures }, "audit sink reachable again");
     this.failures = 0;

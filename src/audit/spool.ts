@@ -22,8 +22,9 @@ import { randomUUID } from "node:crypto";
 import * as fsp from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { metrics } from "../metrics.js";
+import { errorText } from "../util/errors.js";
 import { type Logger, silentLogger } from "../util/log.js";
-import { AuditUnavailableError, errnoCode, errorMessage } from "./errors.js";
+import { AuditUnavailableError, errnoCode } from "./errors.js";
 import { nodeIo, type SpoolIo } from "./io.js";
 import { encodeInto, genesisHash, KIND_PATTERN, parseRecordLine, type SpoolRecord } from "./record.js";
 
@@ -628,7 +629,7 @@ export class Spool {
   private ioError(what: string, err: unknown): AuditUnavailableError {
     if (err instanceof AuditUnavailableError) return err;
     const code = errnoCode(err);
-    return new AuditUnavailableError(`${what}: ${errorMessage(err)}`, code);
+    return new AuditUnavailableError(`${what}: ${errorText(err)}`, code);
   }
 
   // ---- retention --------------------------------------------------------------------------------------------
@@ -683,8 +684,8 @@ export class Spool {
         err instanceof AuditUnavailableError
           ? err.reason
           : code && ENV_ERRORS.has(code)
-            ? `audit spool directory ${this.dir} is not usable: ${errorMessage(err)}`
-            : `audit spool cannot be opened: ${errorMessage(err)}`;
+            ? `audit spool directory ${this.dir} is not usable: ${errorText(err)}`
+            : `audit spool cannot be opened: ${errorText(err)}`;
       if (this.unavailable?.reason !== reason)
         this.log.error({ dir: this.dir, reason }, "audit spool unavailable");
       this.unavailable = new AuditUnavailableError(reason, code);
@@ -853,7 +854,7 @@ async function readOrCreateMeta(dir: string): Promise<string> {
     return meta.spool_id;
   } catch (err) {
     if (errnoCode(err) !== "ENOENT") {
-      throw new AuditUnavailableError(`audit spool ${path} is unreadable: ${errorMessage(err)}`);
+      throw new AuditUnavailableError(`audit spool ${path} is unreadable: ${errorText(err)}`);
     }
   }
   const existing = await listSegmentFiles(dir);

@@ -2,7 +2,7 @@
 // where it breaks and how: modified (contents do not match the hash), deleted (a seq is missing), reordered or
 // inserted (a seq out of place, or a record that does not chain from the one before it).
 import pg from "pg";
-import { errorMessage } from "./errors.js";
+import { errorText } from "../util/errors.js";
 import { type JsonValue, parseExact } from "./json.js";
 import { fileLines } from "./reader.js";
 import { genesisHash, parseRecordLine, RECORD_SUFFIX_LENGTH, type SpoolRecord, sha256Hex } from "./record.js";
@@ -301,7 +301,7 @@ function checkRow(row: Row): string | null {
         return `row seq ${row.seq_text}: its body column differs from the record it holds (modified)`;
       }
     } catch (err) {
-      return `row seq ${row.seq_text}: ${errorMessage(err)}`;
+      return `row seq ${row.seq_text}: ${errorText(err)}`;
     }
   }
   return null;

@@ -5,6 +5,7 @@
 // the next one sees the new one. No locks, no half-loaded state.
 import { randomUUID } from "node:crypto";
 import type { ComponentStatus } from "../status/status.js";
+import { errorText } from "../util/errors.js";
 import {
   currentTimestamp,
   type Decision,
@@ -16,7 +17,7 @@ import {
   type Verdict,
 } from "./contract.js";
 import { verdictProblem } from "./schemas.js";
-import { errorText, type WasmPolicy } from "./wasm-policy.js";
+import type { WasmPolicy } from "./wasm-policy.js";
 
 /** A loaded, ready-to-evaluate policy and where it came from. */
 export interface ActivePolicy {

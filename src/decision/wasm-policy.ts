@@ -1,5 +1,6 @@
 // One compiled policy.wasm instance with its data loaded: the unit the engine swaps atomically.
 import { type LoadedPolicy, loadPolicy } from "@open-policy-agent/opa-wasm";
+import { errorText } from "../util/errors.js";
 
 /** opa-wasm's LoadedPolicy with the fields its declarations leave as `any`. */
 interface OpaLoadedPolicy extends LoadedPolicy {
@@ -109,7 +110,3 @@ function firstResult(rs: unknown): unknown {
 }
 
 /** opa-wasm throws strings as well as Errors; normalize to a message. */
-export function errorText(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  return String(err);
-}

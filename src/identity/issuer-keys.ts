@@ -14,6 +14,7 @@
 // "the key does not exist", which are different codes here.
 import { type CryptoKey, importJWK, type JWK } from "jose";
 import { allowInsecureRequests, discovery } from "openid-client";
+import { errorText } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import { insecureUrlProblem, type ResolvedIssuerConfig } from "./config.js";
 import { TokenError } from "./errors.js";
@@ -61,13 +62,6 @@ function keyFitsAlg(jwk: JWK, alg: string): boolean {
   if (alg === "EdDSA") return jwk.kty === "OKP" && (jwk.crv === "Ed25519" || jwk.crv === "Ed448");
   if (alg === "Ed25519") return jwk.kty === "OKP" && jwk.crv === "Ed25519";
   return false;
-}
-
-function errorText(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const cause = (err as { cause?: unknown }).cause;
-  const causeText = cause instanceof Error ? ((cause as { code?: string }).code ?? cause.message) : undefined;
-  return causeText && !err.message.includes(causeText) ? `${err.message} (${causeText})` : err.message;
 }
 
 /** A kid from the (unverified) token header, quoted and cut short for a message. */

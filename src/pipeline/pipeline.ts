@@ -14,8 +14,8 @@ import type {
   Verdict,
 } from "../decision/contract.js";
 import type { DecisionEngine, SessionInput } from "../decision/engine.js";
-import { errorText } from "../decision/wasm-policy.js";
 import { metrics } from "../metrics.js";
+import { errorText } from "../util/errors.js";
 import { type Logger, silentLogger } from "../util/log.js";
 
 /** One authenticated client session, as every adapter describes it. */

@@ -4,7 +4,7 @@
 // (or no answer within the timeout) is retried by the shipper with exponential backoff.
 import { promisify } from "node:util";
 import { gzip as gzipCb } from "node:zlib";
-import { errorMessage } from "../errors.js";
+import { errorText } from "../../util/errors.js";
 import type { SpoolRecord } from "../record.js";
 import type { Sink } from "../shipper.js";
 
@@ -70,8 +70,7 @@ export class HttpSink implements Sink {
         signal: AbortSignal.timeout(this.config.timeoutMs ?? 10_000),
       });
     } catch (err) {
-      const cause = (err as { cause?: unknown }).cause;
-      throw new Error(`${this.description}: ${errorMessage(err)}${cause ? ` (${errorMessage(cause)})` : ""}`);
+      throw new Error(`${this.description}: ${errorText(err)}`); // errorText adds fetch's cause (ECONNREFUSED …)
     }
     const text = await res.text().catch(() => "");
     if (!res.ok) throw new Error(`${this.description}: HTTP ${res.status} ${text.slice(0, 200)}`.trimEnd());

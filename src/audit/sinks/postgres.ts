@@ -4,7 +4,7 @@
 // The primary key (spool_id, seq) with ON CONFLICT DO NOTHING turns the shipper's at-least-once delivery into
 // exactly one row per record.
 import pg from "pg";
-import { errorMessage } from "../errors.js";
+import { errorText } from "../../util/errors.js";
 import type { SpoolRecord } from "../record.js";
 import type { Sink } from "../shipper.js";
 
@@ -114,7 +114,7 @@ ON CONFLICT (spool_id, seq) DO NOTHING`;
       ]);
     } catch (err) {
       this.drop();
-      throw new Error(`${this.description}: ${errorMessage(err)}`);
+      throw new Error(`${this.description}: ${errorText(err)}`);
     }
   }
 
@@ -151,7 +151,7 @@ ON CONFLICT (spool_id, seq) DO NOTHING`;
         }
       } catch (err) {
         client.end().catch(() => {});
-        throw new Error(`${this.description}: ${errorMessage(err)}`);
+        throw new Error(`${this.description}: ${errorText(err)}`);
       }
       this.client = client;
       return client;

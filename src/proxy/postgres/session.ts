@@ -8,7 +8,6 @@
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
 import type { MaskRule, Reason, Verdict } from "../../decision/contract.js";
-import { errorText } from "../../decision/wasm-policy.js";
 import type { OpenSession } from "../../gateway/sessions.js";
 import type {
   BatchOutcome,
@@ -16,6 +15,7 @@ import type {
   CommandRequest,
   SessionContext,
 } from "../../pipeline/pipeline.js";
+import { errorText } from "../../util/errors.js";
 import type { Logger } from "../../util/log.js";
 import { type AnalyzedStatement, analyzeSql } from "./analysis.js";
 import type { Catalog } from "./catalog.js";
