@@ -3,6 +3,7 @@
 // listed never leave the process), and @fastify/swagger turns them into the OpenAPI document. The shared ones
 // are added to the instance with an $id and referenced as "<Id>#", which the OpenAPI document shows as
 // components/schemas/<Id>.
+import { PROTOCOLS } from "../decision/contract.js";
 
 export const UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
 
@@ -61,7 +62,7 @@ const approvalProperties = {
   status: { type: "string", enum: ["pending", "approved", "denied", "expired"] },
   requester: { $ref: "Identity#" },
   resource: { type: "string" },
-  protocol: { type: "string", enum: ["postgres", "ssh", "kubernetes"] },
+  protocol: { type: "string", enum: [...PROTOCOLS] },
   command: {
     type: "object",
     required: ["text", "fingerprint"],

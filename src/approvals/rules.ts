@@ -1,11 +1,10 @@
 // The approval rules that need no database: who counts as "the requester", who may vote, what a grant is keyed
 // on, and what a well-formed request looks like. Kept pure so they can be read (and tested) on their own.
-import type { Identity } from "../decision/contract.js";
+import { type Identity, PROTOCOLS } from "../decision/contract.js";
 import { ApprovalError } from "./errors.js";
 import type { NewApprovalRequest } from "./types.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const PROTOCOLS = new Set(["postgres", "ssh", "kubernetes"]);
 
 /**
  * Approval ids are UUIDs. Anything else is answered "not found" before it reaches SQL, where PostgreSQL would
@@ -86,7 +85,8 @@ export function validateNewRequest(input: NewApprovalRequest): void {
   if (typeof input !== "object" || input === null) throw invalid("the request is not an object");
   validateIdentity(input.requester, "requester");
   if (!nonEmpty(input.resource)) throw invalid("resource must be a non-empty string");
-  if (!PROTOCOLS.has(input.protocol)) throw invalid(`unknown protocol ${JSON.stringify(input.protocol)}`);
+  if (!(PROTOCOLS as readonly string[]).includes(input.protocol))
+    throw invalid(`unknown protocol ${JSON.stringify(input.protocol)}`);
   if (typeof input.command?.text !== "string") throw invalid("command.text must be a string");
   if (!nonEmpty(input.command.fingerprint)) throw invalid("command.fingerprint must be a non-empty string");
   if (!Array.isArray(input.reasons)) throw invalid("reasons must be an array");

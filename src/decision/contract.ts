@@ -1,7 +1,13 @@
 // The policy contract as TypeScript types. docs/policy-contract.md is the prose; policies/schemas/*.json are
 // the machine-checked forms. Protocol adapters build a PolicyInput, the engine returns a Decision.
 
-export type Protocol = "postgres" | "ssh" | "kubernetes";
+/**
+ * Every protocol the policy contract knows: the one list (policies/schemas/input.schema.json's enums are checked
+ * against it in test/unit/contract.test.ts). A protocol is served when an adapter for it is in
+ * src/proxy/registry.ts.
+ */
+export const PROTOCOLS = ["postgres", "ssh", "kubernetes"] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
 export type Action = "allow" | "mask" | "block" | "approve";
 export const ACTIONS: readonly Action[] = ["allow", "mask", "block", "approve"];
 

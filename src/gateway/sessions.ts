@@ -9,7 +9,7 @@ import { SessionInput } from "../decision/engine.js";
 import type { SessionContext } from "../pipeline/pipeline.js";
 import { errorText } from "../util/errors.js";
 import { type Logger, silentLogger } from "../util/log.js";
-import { isLoopbackAddress } from "../util/net.js";
+import { isLoopback } from "../util/net.js";
 
 /** Turns a presented token into an identity; throws with a message naming the failed check. */
 export interface TokenAuthenticator {
@@ -86,7 +86,7 @@ export class SessionOpener {
     getToken: () => Promise<string | undefined>;
   }): Promise<Authenticated> {
     const { transport } = req;
-    if (!transport.tls && !transport.allowCleartextToken && !isLoopbackAddress(transport.remoteAddress)) {
+    if (!transport.tls && !transport.allowCleartextToken && !isLoopback(transport.remoteAddress)) {
       throw new SessionRefusedError(
         "identity.tls_required",
         "pamgate requires TLS for token authentication from non-loopback clients",

@@ -1,7 +1,7 @@
 // Issuer configuration: which identity providers pamgate trusts, and how their tokens map to the policy's
 // `identity`. Validated once, when the verifier is built, so a bad configuration fails at startup with a
 // message naming the field, never on the first token.
-import { isIP } from "node:net";
+import { isLoopback } from "../util/net.js";
 
 export interface IssuerConfig {
   /** The issuer identifier, exactly as in the tokens' `iss` and the discovery document. */
@@ -57,16 +57,6 @@ export class IssuerConfigError extends Error {
   override name = "IssuerConfigError";
 }
 
-/** 127.0.0.0/8, ::1 and "localhost". `hostname` as in URL#hostname (IPv6 in brackets) or bare. */
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[(.*)\]$/, "$1").toLowerCase();
-  if (host === "localhost") return true;
-  const family = isIP(host);
-  if (family === 4) return host.startsWith("127.");
-  if (family === 6) return host === "::1" || host === "0:0:0:0:0:0:0:1";
-  return false;
-}
-
 /**
  * Checks that `url` may be fetched for this issuer: https, or http when allowInsecureHttp is set and the host is
  * loopback. Returns an error message, or null when it is fine.
@@ -78,7 +68,7 @@ export function insecureUrlProblem(url: string, allowInsecureHttp: boolean): str
   if (parsed.protocol !== "http:") return `"${url}" must be an https URL`;
   if (!allowInsecureHttp)
     return `"${url}" is http: use https (allowInsecureHttp exists for a loopback dev issuer)`;
-  if (!isLoopbackHost(parsed.hostname))
+  if (!isLoopback(parsed.hostname))
     return `"${url}" is http on a non-loopback host: allowInsecureHttp is only honoured for loopback issuers`;
   return null;
 }

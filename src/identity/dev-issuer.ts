@@ -40,7 +40,8 @@ import type {
 } from "oidc-provider";
 import * as oc from "openid-client";
 import { type Logger, silentLogger } from "../util/log.js";
-import { type IssuerConfig, isLoopbackHost } from "./config.js";
+import { isLoopback } from "../util/net.js";
+import type { IssuerConfig } from "./config.js";
 
 export const DEV_LOGIN_GRANT = "urn:pamgate:params:oauth:grant-type:dev-login";
 export const TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -219,7 +220,7 @@ function indicatorFor(audience: string): string {
 }
 
 function checkLoopback(host: string): string {
-  if (!isLoopbackHost(host))
+  if (!isLoopback(host))
     throw new Error(
       `the development issuer only binds loopback addresses (127.0.0.1, ::1); refusing ${JSON.stringify(host)}`,
     );
@@ -263,7 +264,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     });
   });
   const address = server.address() as AddressInfo;
-  if (!isLoopbackHost(address.address)) {
+  if (!isLoopback(address.address)) {
     server.close();
     throw new Error(
       `the development issuer bound ${address.address}, which is not loopback; refusing to run`,

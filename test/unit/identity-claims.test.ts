@@ -1,8 +1,9 @@
 // From claims to the policy identity (pure), and issuer configuration validation.
 import t from "tap";
 import { groupsFromClaims, identityFromClaims } from "../../src/identity/claims.js";
-import { IssuerConfigError, isLoopbackHost, resolveIssuerConfig } from "../../src/identity/config.js";
+import { IssuerConfigError, resolveIssuerConfig } from "../../src/identity/config.js";
 import { TokenError } from "../../src/identity/errors.js";
+import { isLoopback } from "../../src/util/net.js";
 
 const ISS = "https://idp.example.com";
 const base = { iss: ISS, aud: "pamgate", exp: 2_000_000_000 };
@@ -167,9 +168,9 @@ t.test("issuer configuration: defaults and refusals", async (t) => {
 });
 
 t.test("loopback hosts", async (t) => {
-  for (const h of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"]) t.ok(isLoopbackHost(h), h);
+  for (const h of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"]) t.ok(isLoopback(h), h);
   for (const h of ["0.0.0.0", "10.0.0.1", "::", "example.com", "127.example.com", "localhost.evil.com"])
-    t.notOk(isLoopbackHost(h), h);
+    t.notOk(isLoopback(h), h);
 });
 
 t.test("TokenError: a stable code, one line, no stack", async (t) => {

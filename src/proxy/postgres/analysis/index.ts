@@ -20,16 +20,16 @@
 // Results are cached by query text (bounded; least recently used entries go first) and shared: the objects
 // returned are frozen — treat them as immutable.
 import { hasSqlDetails, loadModule, parseSync } from "libpg-query";
-import type { Reason } from "../../decision/contract.js";
-import { GenerationalCache } from "./analysis/cache.js";
-import { fingerprintOf } from "./analysis/fingerprint.js";
-import { DEFAULT_MAX_DEPTH, depthExceededAt } from "./analysis/guard.js";
-import type { Category } from "./analysis/kinds.js";
-import { literalShape } from "./analysis/shape.js";
-import { type CopyCommand, walkStatement } from "./analysis/walk.js";
+import type { Reason } from "../../../decision/contract.js";
+import { GenerationalCache } from "./cache.js";
+import { fingerprintOf } from "./fingerprint.js";
+import { DEFAULT_MAX_DEPTH, depthExceededAt } from "./guard.js";
+import type { Category } from "./kinds.js";
+import { literalShape } from "./shape.js";
+import { type CopyCommand, walkStatement } from "./walk.js";
 
-export type { Category } from "./analysis/kinds.js";
-export type { CopyCommand } from "./analysis/walk.js";
+export type { Category } from "./kinds.js";
+export type { CopyCommand } from "./walk.js";
 
 /**
  * The policy input's `command` for one statement: exactly the fields of the policy contract. (A type alias, not
