@@ -10,7 +10,7 @@ import type {
   Outcome,
   SessionContext,
 } from "../../src/pipeline/pipeline.js";
-import { initAnalyzer } from "../../src/proxy/postgres/analysis.js";
+import { initAnalyzer } from "../../src/proxy/postgres/analysis/index.js";
 import type { Catalog } from "../../src/proxy/postgres/catalog.js";
 import { Masker } from "../../src/proxy/postgres/masking.js";
 import { ProxySession } from "../../src/proxy/postgres/session.js";

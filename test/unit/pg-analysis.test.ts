@@ -1,4 +1,4 @@
-// Statement analysis (src/proxy/postgres/analysis.ts): SQL text → the policy's `command` per statement, with the
+// Statement analysis (src/proxy/postgres/analysis/): SQL text → the policy's `command` per statement, with the
 // real PostgreSQL parser. A table of statements checks every field of the contract; then multi-statement strings,
 // fingerprints, masking, the cache, and bad input (syntax errors, empty and comment-only text, oversized and
 // deeply nested statements, NUL characters), including that the parser stays healthy after the worst input the
@@ -12,7 +12,7 @@ import {
   analyzeSql,
   initAnalyzer,
   type StatementCommand,
-} from "../../src/proxy/postgres/analysis.js";
+} from "../../src/proxy/postgres/analysis/index.js";
 
 await initAnalyzer();
 

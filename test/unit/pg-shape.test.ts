@@ -1,8 +1,8 @@
 // Statements that differ only in literal values share one analysis; anything the shape lexer is unsure about
 // is left to the parser.
 import t from "tap";
+import { analyzeSql, initAnalyzer } from "../../src/proxy/postgres/analysis/index.js";
 import { literalShape } from "../../src/proxy/postgres/analysis/shape.js";
-import { analyzeSql, initAnalyzer } from "../../src/proxy/postgres/analysis.js";
 
 t.test("literal shapes", async (t) => {
   t.equal(

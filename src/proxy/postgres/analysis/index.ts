@@ -10,26 +10,29 @@
 // what must not reach the parser: text with a NUL character (the parser would silently stop there and analyze
 // only the part before it), text that is not well-formed UTF-16, text longer than the configured limit, and
 // statements nested so deeply that serializing their parse tree would overflow the stack inside the wasm
-// module (see analysis/guard.ts). An empty string or one holding only whitespace, comments and semicolons is
+// module (see guard.ts). An empty string or one holding only whitespace, comments and semicolons is
 // `ok: true` with no statements — PostgreSQL answers it with EmptyQueryResponse, and so should the proxy.
 //
-// How the fields are derived — tables, columns and their qualification (unqualified names are reported in
-// `public`: the proxy pins every upstream session's search_path to it, see upstream.ts), read vs write, masking — is described in analysis/walk.ts;
-// statement kinds and categories in analysis/kinds.ts; the fingerprint in analysis/fingerprint.ts.
+// How the fields are derived is described beside the code, in this folder: the walk over a parse tree in
+// walk.ts (which dispatches to scope.ts — names and their qualification: unqualified names are reported in
+// `public`, where the proxy pins every upstream session's search_path, see ../upstream.ts —, dml.ts — read vs
+// write, masking — and utility.ts); statement kinds and categories in kinds.ts; the fingerprint in
+// fingerprint.ts.
 //
 // Results are cached by query text (bounded; least recently used entries go first) and shared: the objects
 // returned are frozen — treat them as immutable.
 import { hasSqlDetails, loadModule, parseSync } from "libpg-query";
 import type { Reason } from "../../../decision/contract.js";
 import { GenerationalCache } from "./cache.js";
+import type { CopyCommand } from "./dml.js";
 import { fingerprintOf } from "./fingerprint.js";
 import { DEFAULT_MAX_DEPTH, depthExceededAt } from "./guard.js";
 import type { Category } from "./kinds.js";
 import { literalShape } from "./shape.js";
-import { type CopyCommand, walkStatement } from "./walk.js";
+import { walkStatement } from "./walk.js";
 
+export type { CopyCommand } from "./dml.js";
 export type { Category } from "./kinds.js";
-export type { CopyCommand } from "./walk.js";
 
 /**
  * The policy input's `command` for one statement: exactly the fields of the policy contract. (A type alias, not
@@ -49,13 +52,13 @@ export type StatementCommand = {
   has_where: boolean;
   /** COPY only. */
   copy?: CopyCommand;
-  /** 16 hex digits, the same for the same statement with other literals (analysis/fingerprint.ts). */
+  /** 16 hex digits, the same for the same statement with other literals (fingerprint.ts). */
   fingerprint: string;
   /** The highest $n used: the bind parameters the extended protocol must supply. */
   param_count: number;
 };
 
-/** Where column values go, for masking (see analysis/walk.ts); entries are written like `columns` entries. */
+/** Where column values go, for masking (see scope.ts and dml.ts); entries are written like `columns` entries. */
 export interface Masking {
   /** Output as themselves (SELECT/RETURNING target lists, COPY table TO): maskable in the result. */
   bare: string[];
@@ -92,7 +95,7 @@ export type Analysis =
 export interface AnalyzerOptions {
   /** Longer query text is rejected without parsing. Default 1 MiB (1,048,576 characters). */
   maxQueryLength?: number;
-  /** The bound of the nesting-depth estimate (analysis/guard.ts). Default 1,000. */
+  /** The bound of the nesting-depth estimate (guard.ts). Default 1,000. */
   maxDepth?: number;
   /** Cache bound: entries. Default 10,000. */
   cacheEntries?: number;
@@ -148,7 +151,7 @@ export function analyzeSql(sql: string): Analysis {
   if (hit !== undefined) return hit;
   if (!loaded) throw new Error("analyzeSql: call initAnalyzer() first");
   // A single statement that differs from one analyzed before only in literal values reuses that analysis,
-  // with its own text (see analysis/shape.ts).
+  // with its own text (see shape.ts).
   const shape = broken ? null : literalShape(sql);
   if (shape !== null) {
     const same = shapes.get(shape);
