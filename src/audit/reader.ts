@@ -2,7 +2,8 @@
 // (`audit verify`, `audit tail`, `replay`) from another process, which sees whatever complete lines are there.
 import * as fsp from "node:fs/promises";
 import { parseRecordLine, type SpoolRecord } from "./record.js";
-import { listSegmentFiles, type SegmentInfo, type Spool } from "./spool.js";
+import type { Spool } from "./spool.js";
+import { listSegmentFiles, type SegmentInfo } from "./spool-layout.js";
 
 const CHUNK = 1024 * 1024;
 

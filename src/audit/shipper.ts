@@ -8,7 +8,8 @@ import { errorText } from "../util/errors.js";
 import { type Logger, silentLogger } from "../util/log.js";
 import { SpoolReader } from "./reader.js";
 import type { SpoolRecord } from "./record.js";
-import { type Spool, writeAtomic } from "./spool.js";
+import type { Spool } from "./spool.js";
+import { writeAtomic } from "./spool-layout.js";
 
 /** Where records go. send() resolves once the sink has them (acknowledged), and throws otherwise. */
 export interface Sink {

@@ -4,38 +4,36 @@
 // awaits record() before forwarding a command has its decision on disk first ("record before forward"), and
 // 256 concurrent sessions cost one fsync per batch, not 256.
 //
-// Layout of the spool directory:
-//   spool.json                      {"version":1,"spool_id":"…","created_at":"…"}: the genesis of the chain
-//   seg-00000000000000000001.jsonl  segments, named by the seq of their first record; all but the last are
-//   seg-00000000000000004711.jsonl  sealed: their last record is a "seal" record naming the segment's range
-//   anchor.json                     {"seq","hash"} of the last record of segments already deleted (shipped)
-//   cursors/<sink>.json             each sink's shipped position (see shipper.ts)
-//   torn/                           bytes cut off a torn tail at start-up, kept for inspection
-//   LOCK                            the pid of the process writing the spool
+// The directory layout and the read helpers are in spool-layout.ts, start-up recovery in spool-recovery.ts.
 //
 // Faults: a full spool (maxBytes), a directory that cannot be written, a failing write or fsync — each rejects
 // the records concerned with AuditUnavailableError naming the cause, and nothing is half-written: a failed batch
 // is cut off again (ftruncate) and its sequence numbers are reused. The next record tries again, so the spool
 // resumes by itself when space returns. At start-up a torn last record (a crash mid-write) is cut off; corruption
 // anywhere else makes the spool refuse to write (fail closed) until someone looks at it.
-import { randomUUID } from "node:crypto";
 import * as fsp from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { metrics } from "../metrics.js";
 import { errorText } from "../util/errors.js";
 import { type Logger, silentLogger } from "../util/log.js";
+import { acquirePidLock, LockHeldError } from "../util/pid-lock.js";
 import { AuditUnavailableError, errnoCode } from "./errors.js";
 import { nodeIo, type SpoolIo } from "./io.js";
-import { encodeInto, genesisHash, KIND_PATTERN, parseRecordLine, type SpoolRecord } from "./record.js";
-
-export const SEGMENT_PATTERN = /^seg-(\d{20})\.jsonl$/;
-export const META_FILE = "spool.json";
-export const ANCHOR_FILE = "anchor.json";
-export const LOCK_FILE = "LOCK";
-
-export function segmentName(firstSeq: number): string {
-  return `seg-${String(firstSeq).padStart(20, "0")}.jsonl`;
-}
+import { encodeInto, genesisHash, KIND_PATTERN, type SpoolRecord } from "./record.js";
+import {
+  ANCHOR_FILE,
+  LOCK_FILE,
+  lastRecordOf,
+  listSegmentFiles,
+  MAX_BATCH_BYTES,
+  MAX_UNSYNCED_BYTES,
+  readAnchor,
+  readOrCreateMeta,
+  type SegmentInfo,
+  segmentName,
+  writeAtomic,
+} from "./spool-layout.js";
+import { recoverSegment } from "./spool-recovery.js";
 
 export interface SpoolOptions {
   dir: string;
@@ -62,17 +60,6 @@ export interface SpoolOptions {
 export interface AuditReceipt {
   seq: number;
   hash: string;
-}
-
-export interface SegmentInfo {
-  name: string;
-  path: string;
-  firstSeq: number;
-  /** Bytes that are durable (committed); readers never read past them. */
-  bytes: number;
-  /** seq of the segment's last durable record (firstSeq - 1 when it has none). */
-  lastSeq: number;
-  sealed: boolean;
 }
 
 export interface SpoolStatus {
@@ -110,26 +97,6 @@ interface Batch {
 
 /** Room for a seal record at the end of a batch. */
 const SEAL_RESERVE = 1024;
-/** Largest batch in one write. */
-const MAX_BATCH_BYTES = 1024 * 1024;
-/** Most bytes written but not yet fdatasync'd; the write stage waits beyond it. */
-const MAX_UNSYNCED_BYTES = 4 * 1024 * 1024;
-/**
- * How far from the end of the last segment a bad record can be and still be a torn write (never acknowledged):
- * what can be written and not yet synced, plus the batch being written.
- */
-export const TORN_WINDOW_BYTES = MAX_UNSYNCED_BYTES + 2 * MAX_BATCH_BYTES;
-
-interface Meta {
-  version: 1;
-  spool_id: string;
-  created_at: string;
-}
-
-export interface Anchor {
-  seq: number;
-  hash: string;
-}
 
 /** Fixed bytes of a record line besides body and kind: `{"seq":…,"kind":"","prev":"…","body":,"hash":"…"}\n`. */
 const RECORD_OVERHEAD = 175 + 16;
@@ -198,7 +165,7 @@ export class Spool {
   private retryAt = 0;
   private opening: Promise<void> | null = null;
   private closed = false;
-  private lockHeld = false;
+  private unlock: (() => void) | null = null;
   private readonly commitListeners = new Set<(lastSeq: number) => void>();
   private readonly flushNow = () => void this.writeLoop();
 
@@ -334,11 +301,8 @@ export class Spool {
       await this.io.close(this.fd).catch(() => {});
       this.fd = -1;
     }
-    if (this.lockHeld) {
-      await fsp.unlink(join(this.dir, LOCK_FILE)).catch(() => {});
-      this.lockHeld = false;
-      locksHeld.delete(resolve(this.dir));
-    }
+    this.unlock?.();
+    this.unlock = null;
   }
 
   // ---- the writer -------------------------------------------------------------------------------------------
@@ -787,208 +751,21 @@ export class Spool {
   }
 
   private async lock(): Promise<void> {
-    if (this.lockHeld) return;
-    const path = join(this.dir, LOCK_FILE);
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        await fsp.writeFile(path, `${process.pid}\n`, { flag: "wx" });
-        this.lockHeld = true;
-        locksHeld.add(resolve(this.dir));
-        return;
-      } catch (err) {
-        if (errnoCode(err) !== "EEXIST") throw err;
-      }
-      const pid = Number((await fsp.readFile(path, "utf8").catch(() => "")).trim());
-      // Our own pid in a lock this process does not hold is a previous incarnation's (a container's pid 1).
-      const ours = pid === process.pid && !locksHeld.has(resolve(this.dir));
-      if (Number.isInteger(pid) && pid > 0 && !ours && processAlive(pid)) {
-        throw new AuditUnavailableError(
-          `audit spool ${this.dir} is in use by process ${pid}${pid === process.pid ? " (this one)" : ""}`,
-        );
-      }
-      this.log.warn({ dir: this.dir, pid }, "audit spool: removing the lock of a process that is gone");
-      await fsp.unlink(path).catch(() => {});
-    }
-    throw new AuditUnavailableError(`audit spool ${this.dir}: cannot take the lock`);
-  }
-}
-
-/** Spool directories locked by a Spool of this process. */
-const locksHeld = new Set<string>();
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errnoCode(err) === "EPERM";
-  }
-}
-
-export interface SegmentFile {
-  name: string;
-  path: string;
-  firstSeq: number;
-  size: number;
-}
-
-/** The segment files of a spool directory, oldest first. */
-export async function listSegmentFiles(dir: string): Promise<SegmentFile[]> {
-  const out: SegmentFile[] = [];
-  for (const name of await fsp.readdir(dir)) {
-    const m = SEGMENT_PATTERN.exec(name);
-    if (!m) continue;
-    const path = join(dir, name);
-    const st = await fsp.stat(path).catch(() => null);
-    if (!st) continue;
-    out.push({ name, path, firstSeq: Number(m[1]), size: st.size });
-  }
-  return out.sort((a, b) => a.firstSeq - b.firstSeq);
-}
-
-async function readOrCreateMeta(dir: string): Promise<string> {
-  const path = join(dir, META_FILE);
-  try {
-    const meta = JSON.parse(await fsp.readFile(path, "utf8")) as Meta;
-    if (typeof meta.spool_id !== "string" || !meta.spool_id) throw new Error("no spool_id");
-    return meta.spool_id;
-  } catch (err) {
-    if (errnoCode(err) !== "ENOENT") {
-      throw new AuditUnavailableError(`audit spool ${path} is unreadable: ${errorText(err)}`);
-    }
-  }
-  const existing = await listSegmentFiles(dir);
-  if (existing.length > 0) {
-    throw new AuditUnavailableError(
-      `audit spool ${dir} has segments but no ${META_FILE}: the chain's genesis is unknown`,
-    );
-  }
-  const meta: Meta = { version: 1, spool_id: randomUUID(), created_at: new Date().toISOString() };
-  await writeAtomic(path, `${JSON.stringify(meta)}\n`);
-  return meta.spool_id;
-}
-
-export async function readSpoolId(dir: string): Promise<string> {
-  const meta = JSON.parse(await fsp.readFile(join(dir, META_FILE), "utf8")) as Meta;
-  return meta.spool_id;
-}
-
-export async function readAnchor(dir: string): Promise<Anchor | null> {
-  try {
-    const a = JSON.parse(await fsp.readFile(join(dir, ANCHOR_FILE), "utf8")) as Anchor;
-    return typeof a.seq === "number" && typeof a.hash === "string" ? a : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Writes a small file so that it is either the old or the new content, and durable. */
-export async function writeAtomic(path: string, content: string, sync = true): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fh = await fsp.open(tmp, "w", 0o640);
-  try {
-    await fh.writeFile(content);
-    if (sync) await fh.datasync();
-  } finally {
-    await fh.close();
-  }
-  await fsp.rename(tmp, path);
-}
-
-/** The last complete, well-formed record of a (sealed) segment file. */
-export async function lastRecordOf(path: string): Promise<SpoolRecord | null> {
-  const fh = await fsp.open(path, "r");
-  try {
-    const { size } = await fh.stat();
-    let window = 64 * 1024;
-    for (;;) {
-      const start = Math.max(0, size - window);
-      const buf = Buffer.alloc(size - start);
-      await fh.read(buf, 0, buf.length, start);
-      const text = buf.toString("utf8");
-      const end = text.endsWith("\n") ? text.length - 1 : text.lastIndexOf("\n");
-      const begin = text.lastIndexOf("\n", end - 1) + 1;
-      if (end > 0 && (begin > 0 || start === 0)) {
-        const r = parseRecordLine(text.slice(begin, end));
-        return typeof r === "string" ? null : r;
-      }
-      if (start === 0) return null;
-      window *= 4;
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
-interface Recovered {
-  goodBytes: number;
-  last: SpoolRecord | null;
-  sealed: boolean;
-}
-
-/**
- * Checks the last segment after a restart. Records must be well formed, hash correctly and follow each other; at
- * the first one that does not, the rest of the file is a torn write — cut off, and kept under torn/ — if it is
- * within the last TORN_WINDOW_BYTES (what can have been written without being acknowledged: after a power loss
- * any of it may be garbage) or nothing valid follows it. A bad record further back with valid ones after it is
- * corruption, not a crash: refuse to write until someone has looked.
- */
-async function recoverSegment(dir: string, seg: SegmentInfo, log: Logger): Promise<Recovered> {
-  const buf = await fsp.readFile(seg.path);
-  let pos = 0;
-  let last: SpoolRecord | null = null;
-  let good = 0;
-  let badAt = -1;
-  let problem = "";
-  while (pos < buf.length) {
-    const nl = buf.indexOf(10, pos);
-    if (nl < 0) {
-      badAt = pos;
-      problem = "incomplete last record (no newline)";
-      break;
-    }
-    const r = parseRecordLine(buf.toString("utf8", pos, nl));
-    const expected = last ? last.seq + 1 : seg.firstSeq;
-    if (typeof r === "string") problem = r;
-    else if (r.seq !== expected) problem = `seq ${r.seq} where ${expected} was expected`;
-    else if (last && r.prev !== last.hash) problem = `seq ${r.seq} does not chain from seq ${last.seq}`;
-    if (problem) {
-      badAt = pos;
-      break;
-    }
-    last = r as SpoolRecord;
-    pos = nl + 1;
-    good = pos;
-  }
-  if (badAt >= 0 && badAt < buf.length - TORN_WINDOW_BYTES) {
-    // Far from the end: a torn write cannot reach this far back. Anything valid after the bad spot?
-    let p = buf.indexOf(10, badAt);
-    while (p >= 0 && p + 1 < buf.length) {
-      const nl = buf.indexOf(10, p + 1);
-      if (nl < 0) break;
-      if (typeof parseRecordLine(buf.toString("utf8", p + 1, nl)) !== "string") {
-        throw new AuditUnavailableError(
-          `audit spool segment ${seg.path} is corrupt at byte ${badAt} (${problem}) and valid records follow; run "pamgate audit verify --spool ${dir}" and move the segment aside`,
-        );
-      }
-      p = nl;
-    }
-  }
-  if (badAt >= 0) {
-    const torn = buf.subarray(good);
-    await fsp.mkdir(join(dir, "torn"), { recursive: true });
-    await fsp.writeFile(join(dir, "torn", `${seg.name}.${good}.bin`), torn);
-    const fh = await fsp.open(seg.path, "r+");
+    if (this.unlock) return;
     try {
-      await fh.truncate(good);
-      await fh.sync();
-    } finally {
-      await fh.close();
+      this.unlock = acquirePidLock(join(this.dir, LOCK_FILE), {
+        onStale: (pid) =>
+          this.log.warn({ dir: this.dir, pid }, "audit spool: removing the lock of a process that is gone"),
+      });
+    } catch (err) {
+      if (err instanceof LockHeldError)
+        throw new AuditUnavailableError(
+          `audit spool ${this.dir} is in use by process ${err.pid}${err.thisProcess ? " (this one)" : ""}`,
+        );
+      throw new AuditUnavailableError(
+        `audit spool ${this.dir}: cannot take the lock: ${errorText(err)}`,
+        errnoCode(err),
+      );
     }
-    log.warn(
-      { segment: seg.name, offset: good, bytes: torn.length, problem, last_seq: last?.seq ?? null },
-      "audit spool: cut off a torn record at the end (a crash during a write); kept it under torn/",
-    );
   }
-  return { goodBytes: good, last, sealed: last?.kind === "seal" };
 }

@@ -3,7 +3,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { fileLines } from "./reader.js";
 import { parseRecordLine, type SpoolRecord } from "./record.js";
-import { listSegmentFiles, type SegmentFile } from "./spool.js";
+import { listSegmentFiles, type SegmentFile } from "./spool-layout.js";
 
 type Obj = Record<string, unknown>;
 

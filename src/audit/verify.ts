@@ -7,7 +7,7 @@ import { type JsonValue, parseExact } from "./json.js";
 import { fileLines } from "./reader.js";
 import { genesisHash, parseRecordLine, RECORD_SUFFIX_LENGTH, type SpoolRecord, sha256Hex } from "./record.js";
 import { quoteTable } from "./sinks/postgres.js";
-import { listSegmentFiles, readAnchor, readSpoolId } from "./spool.js";
+import { listSegmentFiles, readAnchor, readSpoolId } from "./spool-layout.js";
 
 export interface VerifyProblem {
   /** The seq of the first bad record (or where one was expected). */

@@ -6,7 +6,7 @@ import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { PGlite, type Transaction as PgliteTransaction } from "@electric-sql/pglite";
 import { type Logger, silentLogger } from "../util/log.js";
-import { lockDirectory } from "./dir-lock.js";
+import { acquirePidLock, LockHeldError } from "../util/pid-lock.js";
 import { migrateOrClose } from "./migrate.js";
 import { MIGRATIONS, type Migration } from "./migrations.js";
 import { assertChannel, type NotificationHandler, type Queryable, type Row, type Store } from "./store.js";
@@ -47,7 +47,7 @@ export async function openPgliteStore(options: PgliteStoreOptions = {}): Promise
   if (options.dataDir) {
     const dir = resolve(options.dataDir);
     mkdirSync(join(dir, "pglite"), { recursive: true });
-    unlock = lockDirectory(join(dir, "store.lock"), `the data directory ${dir}`);
+    unlock = lockStore(dir);
     try {
       db = await PGlite.create(join(dir, "pglite"));
     } catch (err) {
@@ -85,4 +85,17 @@ export async function openPgliteStore(options: PgliteStoreOptions = {}): Promise
   };
 
   return migrateOrClose(store, options.migrations ?? MIGRATIONS, log);
+}
+
+/** Claims the data directory for this process (PGlite itself would not notice a second instance). */
+function lockStore(dir: string): () => void {
+  try {
+    return acquirePidLock(join(dir, "store.lock"));
+  } catch (err) {
+    if (!(err instanceof LockHeldError)) throw err;
+    if (err.thisProcess) throw new Error(`the data directory ${dir} is already open in this process`);
+    throw new Error(
+      `the data directory ${dir} is in use by process ${err.pid} (${err.lockFile}); the embedded store serves one gateway — use PostgreSQL for several replicas`,
+    );
+  }
 }

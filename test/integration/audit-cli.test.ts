@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import t from "tap";
 import { AuditTrail } from "../../src/audit/index.js";
-import { listSegmentFiles } from "../../src/audit/spool.js";
+import { listSegmentFiles } from "../../src/audit/spool-layout.js";
 import type { Decision } from "../../src/decision/contract.js";
 import { serializeInput } from "../../src/decision/engine.js";
 import { ciBotForAlice } from "../../src/demo/samples.js";

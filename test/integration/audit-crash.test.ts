@@ -5,7 +5,8 @@ import { readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import t, { type Test } from "tap";
 import { spoolRecords } from "../../src/audit/reader.js";
-import { listSegmentFiles, Spool } from "../../src/audit/spool.js";
+import { Spool } from "../../src/audit/spool.js";
+import { listSegmentFiles } from "../../src/audit/spool-layout.js";
 import { verifySpool } from "../../src/audit/verify.js";
 import { packagePath } from "../../src/util/tools.js";
 

@@ -16,7 +16,8 @@ import { AuditUnavailableError } from "../../src/audit/errors.js";
 import { nodeIo, type SpoolIo } from "../../src/audit/io.js";
 import { spoolRecords } from "../../src/audit/reader.js";
 import { genesisHash, parseRecordLine, type SpoolRecord } from "../../src/audit/record.js";
-import { listSegmentFiles, Spool, type SpoolOptions, TORN_WINDOW_BYTES } from "../../src/audit/spool.js";
+import { Spool, type SpoolOptions } from "../../src/audit/spool.js";
+import { listSegmentFiles, TORN_WINDOW_BYTES } from "../../src/audit/spool-layout.js";
 import { verifySpool } from "../../src/audit/verify.js";
 
 const body = (i: number, pad = 200) => JSON.stringify({ i, text: "x".repeat(pad) });

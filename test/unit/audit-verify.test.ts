@@ -3,7 +3,8 @@
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import t, { type Test } from "tap";
 import { encodeRecord, parseRecordLine, type SpoolRecord } from "../../src/audit/record.js";
-import { listSegmentFiles, Spool } from "../../src/audit/spool.js";
+import { Spool } from "../../src/audit/spool.js";
+import { listSegmentFiles } from "../../src/audit/spool-layout.js";
 import { describeResult, verifySpool } from "../../src/audit/verify.js";
 
 /** A spool of `n` decision records in one segment (or several with a small segmentBytes). */
