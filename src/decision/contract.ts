@@ -38,6 +38,11 @@ export interface SessionInfo {
   client_addr?: string;
   started_at?: string;
   approval_id?: string | null;
+  /**
+   * postgres: the search_path the upstream session is pinned to (one schema), where the command's unqualified
+   * names were resolved.
+   */
+  search_path?: string[];
 }
 
 /** Evaluation time. `ns` is a bigint because nanoseconds since 1970 exceed Number.MAX_SAFE_INTEGER. */

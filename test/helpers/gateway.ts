@@ -37,8 +37,14 @@ export interface TestGateway {
   stop(): Promise<void>;
 }
 
+/**
+ * `overrides` replace top-level sections of the default configuration; as a function they are computed from the
+ * started database and the defaults (e.g. to add a resource: `(db, base) => ({resources: [...base.resources, …]})`).
+ */
 export async function startTestGateway(
-  overrides: Partial<GatewayConfig> = {},
+  overrides:
+    | Partial<GatewayConfig>
+    | ((db: PostgresServer, base: GatewayConfig) => Partial<GatewayConfig>) = {},
   extras: GatewayExtras = {},
 ): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), "pamgate-gw-"));
@@ -52,7 +58,7 @@ export async function startTestGateway(
   );
   const bundle = join(dir, "bundle.tar.gz");
   await buildBundle({ policies: packagePath("policies"), output: bundle, revision: "test" });
-  const config: GatewayConfig = {
+  const base: GatewayConfig = {
     listeners: { postgres: { host: "127.0.0.1", port: 0 } },
     policy: { bundle },
     identity: { dev_issuer: {} },
@@ -75,7 +81,10 @@ export async function startTestGateway(
     store: { type: "embedded", dir: join(dir, "store") },
     audit: { dir: join(dir, "audit") },
     approvals: { wait_timeout_s: 20 },
-    ...overrides,
+  };
+  const config: GatewayConfig = {
+    ...base,
+    ...(typeof overrides === "function" ? overrides(db, base) : overrides),
   };
   const gw = await startGateway(config, {
     devUsers: DEMO_USERS,

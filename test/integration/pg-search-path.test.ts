@@ -6,13 +6,33 @@ import { connect, type Socket } from "node:net";
 import pg from "pg";
 import protocol from "pg-protocol/dist/index";
 import t from "tap";
+import { spoolRecords } from "../../src/audit/reader.js";
+import { recordBody } from "../../src/audit/record.js";
 import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
 
 const { serialize, parse } = protocol;
 
 let g: TestGateway;
 t.before(async () => {
-  g = await startTestGateway();
+  // secret-db: the same database, with sessions pinned to schema secret (upstream.search_path)
+  g = await startTestGateway((db, base) => ({
+    resources: [
+      ...base.resources,
+      {
+        name: "secret-db",
+        kind: "postgres",
+        labels: { env: "staging" },
+        upstream: {
+          host: db.host,
+          port: db.port,
+          database: db.database,
+          user: db.user,
+          search_path: ["secret"],
+        },
+        credentials: { password: db.password },
+      },
+    ],
+  }));
   const direct = await g.direct();
   await direct.query(`CREATE SCHEMA secret;
     CREATE TABLE secret.users (id integer PRIMARY KEY, name text, email text, ssn text);
@@ -124,3 +144,101 @@ t.test(
     t.equal(shown.stdout.trim(), "public");
   },
 );
+
+type Decision = {
+  action?: string;
+  reason_codes?: string[];
+  input?: {
+    command?: { tables?: { read?: string[]; write?: string[] }; columns?: string[] };
+    session?: { search_path?: string[] };
+  };
+};
+
+/** The decision records written while `fn` ran, read back from the gateway's own audit spool. */
+async function decisionsDuring(fn: () => Promise<unknown>): Promise<Decision[]> {
+  const all = async () => {
+    const out: Decision[] = [];
+    for await (const r of spoolRecords(`${g.dir}/audit`))
+      if (r.kind === "decision") out.push(recordBody(r) as Decision);
+    return out;
+  };
+  const before = (await all()).length;
+  await fn();
+  return (await all()).slice(before);
+}
+
+t.test("policy saw the table the server read: public.users, whatever the client asked for", async (t) => {
+  const token = await g.tokenFor("alice");
+  let rows: string[] = [];
+  const recs = await decisionsDuring(async () => {
+    rows = await rawQuery(
+      { user: "alice", database: "orders-db", search_path: "secret" },
+      token,
+      "SELECT name, ssn FROM users WHERE id = 1",
+    );
+  });
+  t.same(rows.slice(0, 1), ["Ada Lovelace"]);
+  t.equal(recs.length, 1);
+  t.same(recs[0]?.input?.command?.tables?.read, ["public.users"], "the decision was about public.users");
+  t.equal(recs[0]?.action, "mask");
+});
+
+t.test("RESET, RESET ALL, DISCARD ALL and SET … TO DEFAULT return to the pinned schema", async (t) => {
+  const c = new pg.Client({ connectionString: g.url(await g.tokenFor("alice")) });
+  c.on("error", () => {});
+  await c.connect();
+  t.teardown(() => c.end());
+  for (const sql of ["RESET search_path", "RESET ALL", "DISCARD ALL", "SET search_path TO DEFAULT"]) {
+    await c.query(sql);
+    t.equal((await c.query("SHOW search_path")).rows[0].search_path, "public", sql);
+    const r = await c.query("SELECT name FROM users WHERE id = 1");
+    t.same(r.rows, [{ name: "Ada Lovelace" }], `${sql}: users is still public.users`);
+  }
+});
+
+t.test("other spellings of a search_path change are refused too, and recorded as the block", async (t) => {
+  const c = new pg.Client({ connectionString: g.url(await g.tokenFor("alice")) });
+  c.on("error", () => {});
+  await c.connect();
+  t.teardown(() => c.end());
+  for (const sql of [
+    'SET "SEARCH_PATH" = secret',
+    "SET SCHEMA 'secret'",
+    "UPDATE pg_settings SET setting = 'secret' WHERE name = 'search_path'",
+  ]) {
+    let err: pg.DatabaseError | undefined;
+    const recs = await decisionsDuring(async () => {
+      err = await c.query(sql).then(
+        () => undefined,
+        (e: pg.DatabaseError) => e,
+      );
+    });
+    t.equal(err?.code, "42501", sql);
+    t.match(err?.message, /pins search_path to public/, sql);
+    t.equal(recs[0]?.action, "block", `${sql}: recorded as block`);
+    t.ok(recs[0]?.reason_codes?.includes("pg.search_path_change"), `${sql}: with the reason`);
+    t.equal((await c.query("SHOW search_path")).rows[0].search_path, "public", `${sql}: still public`);
+  }
+  const r = await c.query("SELECT name FROM users WHERE id = 1");
+  t.same(r.rows, [{ name: "Ada Lovelace" }], "the session is still usable, on public.users");
+});
+
+t.test("a resource pinned to another schema: the server and policy both resolve names there", async (t) => {
+  const alice = await g.tokenFor("alice");
+  let r: Awaited<ReturnType<TestGateway["psql"]>> | undefined;
+  const recs = await decisionsDuring(async () => {
+    r = await g.psql(alice, "SELECT name, ssn FROM users WHERE id = 1", { resource: "secret-db" });
+  });
+  t.equal(r?.code, 0, r?.stderr ?? "");
+  t.match(r?.stdout, /^Shadow\|\*+-999$/m, "secret.users, with ssn masked as policy said");
+  t.notMatch(r?.stdout, /SECRET-ROW-999|Ada Lovelace/);
+  t.same(recs[0]?.input?.command?.tables?.read, ["secret.users"], "policy saw secret.users");
+  t.same(recs[0]?.input?.command?.columns, ["secret.users.id", "secret.users.name", "secret.users.ssn"]);
+  t.same(recs[0]?.input?.session?.search_path, ["secret"], "and the session's search_path");
+  const shown = await g.psql(alice, "SHOW search_path", { resource: "secret-db" });
+  t.equal(shown.stdout.trim(), "secret");
+  const set = await g.psql(alice, "SET search_path = public", { resource: "secret-db" });
+  t.match(set.stderr, /pins search_path to secret/);
+  const other = await g.psql(alice, "SELECT name FROM users WHERE id = 1");
+  t.equal(other.stdout.trim(), "Ada Lovelace", "orders-db, on the same database, still reads public.users");
+});

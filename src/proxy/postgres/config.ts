@@ -22,6 +22,16 @@ export const PostgresUpstreamSchema = Type.Object(
     user: NonEmpty,
     /** "disable" (default), "require" (TLS, no certificate check) or "verify-full". */
     sslmode: Type.Optional(StringEnum(["disable", "require", "verify-full"])),
+    /**
+     * The search_path every session is pinned to (default [public]): exactly one schema, a literal name. Unqualified
+     * names resolve there, and policy sees them there (upstream.ts, pinnedSearchPath).
+     */
+    search_path: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 63, pattern: "^(?!pg_temp)[^\\u0000]*$" }), {
+        minItems: 1,
+        maxItems: 1,
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -25,6 +25,11 @@ export interface UpstreamTarget {
   /** "disable" (default), "require" (TLS, no certificate check) or "verify-full". */
   sslmode?: "disable" | "require" | "verify-full";
   connectTimeoutMs?: number;
+  /**
+   * The search_path every session is pinned to (see pinnedSearchPath): exactly one schema, a literal name
+   * (`$user` has no special meaning). Default `["public"]`. The analysis reports unqualified names in it.
+   */
+  searchPath?: readonly string[];
 }
 
 export interface UpstreamConnection {
@@ -45,7 +50,7 @@ export class UpstreamError extends Error {
 
 /**
  * Startup parameters a client may pass through to the database; anything else is dropped — `options` (it can set
- * any setting, `-c role=…` included) and `search_path` (see PINNED_SEARCH_PATH) among them.
+ * any setting, `-c role=…` included) and `search_path` (see pinnedSearchPath) among them.
  */
 export const FORWARDED_STARTUP_PARAMS = new Set([
   "application_name",
@@ -56,14 +61,56 @@ export const FORWARDED_STARTUP_PARAMS = new Set([
   "extra_float_digits",
 ]);
 
+/** The search_path of a target that configures none. */
+export const DEFAULT_SEARCH_PATH: readonly string[] = ["public"];
+
 /**
- * The search_path of every upstream session. The analysis reports an unqualified table name in `public`, so the
- * server must resolve it there too: a client's `search_path=secret` would make `users` mean `secret.users` while
- * policy saw `public.users`. Set as a startup option it overrides a role's or database's default
- * (`ALTER ROLE … SET search_path`), and RESET / SET … TO DEFAULT return to it; statements that would change it
- * are refused by the proxy (pg.search_path_change, see analysis/walk.ts).
+ * Why a configured search_path cannot be pinned, or null. Exactly one schema: with several, which one an
+ * unqualified name resolves in depends on which of them has a table of that name — the catalog, not the text —
+ * so the analysis could not tell policy what the server reads. A schema name is at most 63 bytes (PostgreSQL
+ * truncates longer ones, and policy would see the untruncated name), has no NUL, and is not a temporary schema.
  */
-export const PINNED_SEARCH_PATH = "public";
+export function searchPathProblem(schemas: readonly string[]): string | null {
+  if (schemas.length !== 1) {
+    return `search_path must name exactly one schema (got ${schemas.length}); schema-qualify names in other schemas`;
+  }
+  const schema = schemas[0] as string;
+  if (schema.length === 0) return "search_path: a schema name cannot be empty";
+  if (schema.includes("\0")) return "search_path: a schema name cannot contain a NUL character";
+  if (Buffer.byteLength(schema, "utf8") > 63)
+    return `search_path: schema name ${schema} is longer than 63 bytes`;
+  if (schema.toLowerCase().startsWith("pg_temp")) return "search_path: cannot be the temporary schema";
+  return null;
+}
+
+/**
+ * The schema a target's sessions are pinned to — the one unqualified relation names resolve in, which the
+ * analysis must be given (analyzeSql(sql, schema)). Throws when the configured search_path cannot be pinned.
+ */
+export function pinnedSchema(target: Pick<UpstreamTarget, "searchPath">): string {
+  const schemas = target.searchPath ?? DEFAULT_SEARCH_PATH;
+  const problem = searchPathProblem(schemas);
+  if (problem) throw new UpstreamError(problem, "08004");
+  return schemas[0] as string;
+}
+
+/**
+ * The startup `options` that pin an upstream session's search_path. The analysis reports an unqualified table
+ * name in the pinned schema, so the server must resolve it there too: a client's `search_path=secret` would make
+ * `users` mean `secret.users` while policy saw `public.users`. A startup option is the session's own setting: it
+ * overrides a role's, a database's and the server's default (`ALTER ROLE … SET search_path`), and RESET,
+ * RESET ALL, DISCARD ALL and SET … TO DEFAULT return to it; statements that would change it are refused by the
+ * proxy (pg.search_path_change, see analysis/utility.ts).
+ *
+ * The schema is written as an identifier the server reads back as exactly that name: as is when it is lower case
+ * letters, digits, `_` and `$` (not first), else quoted (so that `$user`, capitals or a comma are only a name).
+ * The options string escapes backslashes and white space with a backslash, as the server splits it.
+ */
+export function pinnedSearchPath(target: Pick<UpstreamTarget, "searchPath">): string {
+  const schema = pinnedSchema(target);
+  const ident = /^[a-z_][a-z0-9_$]*$/.test(schema) ? schema : `"${schema.replaceAll('"', '""')}"`;
+  return `-c search_path=${ident.replace(/[\\\s]/g, (c) => `\\${c}`)}`;
+}
 
 function openSocket(target: UpstreamTarget): Promise<Socket | TLSSocket> {
   return new Promise((resolve, reject) => {
@@ -112,10 +159,11 @@ export async function connectUpstream(
   target: UpstreamTarget,
   clientParams: Record<string, string> = {},
 ): Promise<UpstreamConnection> {
+  const options = pinnedSearchPath(target);
   const socket = await openSocket(target);
   const params: Record<string, string> = { user: target.user, database: target.database };
   for (const [k, v] of Object.entries(clientParams)) if (FORWARDED_STARTUP_PARAMS.has(k)) params[k] = v;
-  params.options = `-c search_path=${PINNED_SEARCH_PATH}`;
+  params.options = options;
   const parameters = new Map<string, string>();
   let backendKey: UpstreamConnection["backendKey"] = null;
   const where = `${target.user}@${target.host}:${target.port}/${target.database}`;

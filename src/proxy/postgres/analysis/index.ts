@@ -2,7 +2,7 @@
 // (docs/policy-contract.md, "command for postgres"), with the real PostgreSQL 18 parser (libpg-query, wasm).
 //
 //   await initAnalyzer();                 // once, at start: loads the parser
-//   const a = analyzeSql(sql);            // synchronous, cached by the exact text
+//   const a = analyzeSql(sql, schema);    // synchronous, cached by the exact text; schema: the pinned search_path
 //   if (!a.ok) → ErrorResponse (a.error, a.position); nothing is forwarded
 //   for (const s of a.statements) decide(s.command) … s.text, s.masking are for the proxy only
 //
@@ -14,13 +14,13 @@
 // `ok: true` with no statements — PostgreSQL answers it with EmptyQueryResponse, and so should the proxy.
 //
 // How the fields are derived is described beside the code, in this folder: the walk over a parse tree in
-// walk.ts (which dispatches to scope.ts — names and their qualification: unqualified names are reported in
-// `public`, where the proxy pins every upstream session's search_path, see ../upstream.ts —, dml.ts — read vs
-// write, masking — and utility.ts); statement kinds and categories in kinds.ts; the fingerprint in
+// walk.ts, which dispatches to scope.ts (names and their qualification: unqualified names are reported in the
+// schema the proxy pins the upstream session's search_path to, `public` by default, see ../upstream.ts), dml.ts
+// (read vs write, masking) and utility.ts; statement kinds and categories in kinds.ts; the fingerprint in
 // fingerprint.ts.
 //
-// Results are cached by query text (bounded; least recently used entries go first) and shared: the objects
-// returned are frozen — treat them as immutable.
+// Results are cached by query text and schema (bounded; least recently used entries go first) and shared: the
+// objects returned are frozen — treat them as immutable.
 import { hasSqlDetails, loadModule, parseSync } from "libpg-query";
 import type { Reason } from "../../../decision/contract.js";
 import { GenerationalCache } from "./cache.js";
@@ -42,7 +42,10 @@ export type StatementCommand = {
   /** select, insert, update, delete, merge, copy, create_table, alter_table, drop, truncate, grant, … */
   statement: string;
   category: Category;
-  /** schema.table; unqualified names are reported in `public`, where the pinned search_path resolves them. */
+  /**
+   * schema.table; unqualified names are reported in the session's schema (`public` by default), where its pinned
+   * search_path resolves them (and an unqualified `pg_` name in pg_catalog too, see scope.ts).
+   */
   tables: { read: string[]; write: string[] };
   /** schema.table.column when the column's relation is known from the text, else table.column or column. */
   columns: string[];
@@ -110,11 +113,23 @@ const DEFAULTS = {
   cacheChars: 16 * 1024 * 1024,
 };
 
+/** The schema unqualified relation names resolve in when the caller names none. */
+export const DEFAULT_SCHEMA = "public";
+
 let options = { ...DEFAULTS };
-let cache = new GenerationalCache<Analysis>(options.cacheEntries, options.cacheChars);
 /** Analyses of single statements by their literal shape, with the length of what precedes and follows them. */
 type ShapeEntry = { stmt: AnalyzedStatement; lead: number; trail: number };
-let shapes = new GenerationalCache<ShapeEntry>(options.cacheEntries, options.cacheChars);
+/** What is kept for one schema: an analysis depends on the schema unqualified names resolve in. */
+interface SchemaCaches {
+  texts: GenerationalCache<Analysis>;
+  shapes: GenerationalCache<ShapeEntry>;
+  refusal: Reason;
+}
+/**
+ * By schema: one pair of bounded caches for each schema analyzed with (in the gateway: each resource's configured
+ * schema, so a handful), so that no analysis is ever answered for another schema.
+ */
+let caches = new Map<string, SchemaCaches>();
 let loaded = false;
 /** Set when the parser failed in a way that may have corrupted the wasm module: every analysis fails closed. */
 let broken: string | null = null;
@@ -124,8 +139,21 @@ export async function initAnalyzer(opts: AnalyzerOptions = {}): Promise<void> {
   await loadModule();
   loaded = true;
   options = { ...DEFAULTS, ...stripUndefined(opts) };
-  cache = new GenerationalCache<Analysis>(options.cacheEntries, options.cacheChars);
-  shapes = new GenerationalCache<ShapeEntry>(options.cacheEntries, options.cacheChars);
+  caches = new Map();
+}
+
+function cachesFor(schema: string): SchemaCaches {
+  const known = caches.get(schema);
+  if (known) return known;
+  if (schema.length === 0 || schema.includes("\0"))
+    throw new Error(`analyzeSql: not a schema name: ${schema}`);
+  const made: SchemaCaches = {
+    texts: new GenerationalCache<Analysis>(options.cacheEntries, options.cacheChars),
+    shapes: new GenerationalCache<ShapeEntry>(options.cacheEntries, options.cacheChars),
+    refusal: searchPathRefusal(schema),
+  };
+  caches.set(schema, made);
+  return made;
 }
 
 function stripUndefined(o: AnalyzerOptions): Partial<typeof DEFAULTS> {
@@ -134,7 +162,13 @@ function stripUndefined(o: AnalyzerOptions): Partial<typeof DEFAULTS> {
 
 /** Cache size, for metrics. */
 export function analyzerCacheStats(): { entries: number; chars: number } {
-  return { entries: cache.size, chars: cache.chars };
+  let entries = 0;
+  let chars = 0;
+  for (const c of caches.values()) {
+    entries += c.texts.size;
+    chars += c.texts.chars;
+  }
+  return { entries, chars };
 }
 
 /** Non-null after an internal parser failure: the reason. The gateway should be restarted. */
@@ -144,9 +178,13 @@ export function analyzerFailure(): string | null {
 
 /**
  * Analyzes a query string (simple protocol: one or more statements; extended protocol: one). Synchronous; the
- * result is cached by the exact text and must not be modified.
+ * result is cached by the exact text (per schema) and must not be modified.
+ *
+ * @param schema where unqualified relation names resolve: the one schema the session's search_path is pinned
+ *   to (the resource's `upstream.search_path`, see ../upstream.ts). Default `public`.
  */
-export function analyzeSql(sql: string): Analysis {
+export function analyzeSql(sql: string, schema: string = DEFAULT_SCHEMA): Analysis {
+  const { texts: cache, shapes, refusal } = cachesFor(schema);
   const hit = cache.get(sql);
   if (hit !== undefined) return hit;
   if (!loaded) throw new Error("analyzeSql: call initAnalyzer() first");
@@ -166,7 +204,7 @@ export function analyzeSql(sql: string): Analysis {
       return analysis;
     }
   }
-  const analysis = deepFreeze(analyzeUncached(sql));
+  const analysis = deepFreeze(analyzeUncached(sql, schema, refusal));
   // an analysis made unreliable by a parser failure is not kept
   if (!broken) {
     cache.set(sql, analysis);
@@ -197,17 +235,19 @@ function shapeSafe(s: AnalyzedStatement): boolean {
   );
 }
 
-const SEARCH_PATH_REFUSAL: Reason = {
-  code: "pg.search_path_change",
-  message:
-    "pamgate pins search_path to public so that policy sees the tables the server reads; schema-qualify names in other schemas instead of changing search_path",
-};
+/** The reason a statement that would change search_path is refused with (AnalyzedStatement.refusal). */
+function searchPathRefusal(schema: string): Reason {
+  return {
+    code: "pg.search_path_change",
+    message: `pamgate pins search_path to ${schema} so that policy sees the tables the server reads; schema-qualify names in other schemas instead of changing search_path`,
+  };
+}
 
 function fail(error: string, position?: number): Analysis {
   return position === undefined ? { ok: false, error } : { ok: false, error, position };
 }
 
-function analyzeUncached(sql: string): Analysis {
+function analyzeUncached(sql: string, schema: string, refusal: Reason): Analysis {
   if (broken) return fail(broken);
   if (sql.length === 0) return { ok: true, statements: [] };
   if (sql.length > options.maxQueryLength) {
@@ -246,7 +286,7 @@ function analyzeUncached(sql: string): Analysis {
     if (!stmt) continue;
     let w: ReturnType<typeof walkStatement>;
     try {
-      w = walkStatement(stmt);
+      w = walkStatement(stmt, schema);
     } catch (err) {
       if (err instanceof RangeError) return fail("the statement is nested too deeply to analyze");
       throw err;
@@ -270,7 +310,7 @@ function analyzeUncached(sql: string): Analysis {
     };
     if (w.copy) command.copy = w.copy;
     const analyzed: AnalyzedStatement = { command, text, masking: { bare: w.bare, computed: w.computed } };
-    if (w.changesSearchPath) analyzed.refusal = SEARCH_PATH_REFUSAL;
+    if (w.changesSearchPath) analyzed.refusal = refusal;
     statements.push(analyzed);
   }
   return { ok: true, statements };

@@ -7,9 +7,15 @@
 // or column inside it is still found.
 //
 // Names.
-// - A table is `schema.table`. An unqualified name is reported in `public`, where the upstream session's pinned
-//   search_path resolves it (../upstream.ts); statements that would change search_path are refused
-//   (`changesSearchPath`). A temporary table of the same name still shadows it — with the user's own data only.
+// - A table is `schema.table`. An unqualified name is reported in the session's schema (`public` unless the
+//   resource configures another): the proxy pins the upstream session's search_path to exactly that schema
+//   (../upstream.ts), so the server resolves the name there too, and statements that would change search_path
+//   are refused (`changesSearchPath`: SET search_path, set_config, UPDATE pg_settings). Two things come before
+//   the search_path in PostgreSQL's own lookup: the session's temporary schema (a temporary table of the same
+//   name shadows the table — with the user's own data only) and pg_catalog. So an unqualified name beginning
+//   with `pg_` — the only names pg_catalog's relations have, and also allowed for user tables — is reported in
+//   both schemas, `pg_catalog.pg_x` and (say) `public.pg_x`, and so is each column of it: which one the server
+//   reads is in the catalog, and a policy must see both.
 // - A column is `schema.table.column` when the column's relation is known: a qualifier that names a FROM item,
 //   or the only FROM item of the query (or of the nearest enclosing query with FROM items). Otherwise it is
 //   reported as written: `alias.column` (a sub-select, a CTE, a function in FROM, an unknown qualifier) or
@@ -76,10 +82,6 @@ export function newScope(parent: Scope | null): Scope {
   return { parent, rels: [], ctes: null, fullJoin: null, outputNames: null };
 }
 
-export function qualify(rv: Body): string {
-  return `${(rv.schemaname as string | undefined) ?? "public"}.${rv.relname as string}`;
-}
-
 export function isCte(name: string, sc: Scope | null): boolean {
   for (let s = sc; s; s = s.parent) if (s.ctes?.has(name)) return true;
   return false;
@@ -131,6 +133,11 @@ export function settingOtherThanSearchPath(arg: Body | undefined): boolean {
  * traversal dispatches to are implemented by the subclasses (dml.ts).
  */
 export abstract class ScopeWalk {
+  /**
+   * @param schema where unqualified relation names resolve: the one schema of the session's search_path.
+   */
+  constructor(readonly schema: string) {}
+
   readonly read = new Set<string>();
   readonly write = new Set<string>();
   readonly columns = new Set<string>();
@@ -141,9 +148,15 @@ export abstract class ScopeWalk {
   hasWhere = true;
   /**
    * The statement would change the session's search_path (SET search_path, set_config('search_path', …) or a
-   * set_config whose setting name is not a literal): unqualified names would no longer mean `public.*`.
+   * set_config whose setting name is not a literal, UPDATE pg_settings): unqualified names would no longer
+   * resolve in `schema`.
    */
   changesSearchPath = false;
+  /**
+   * `schema.pg_x` → `pg_catalog.pg_x` for each unqualified `pg_` name seen: reported in both (see Names). Null
+   * until there is one, so that recording a column costs nothing extra otherwise.
+   */
+  twins: Map<string, string> | null = null;
   /** A write effect somewhere (DML, SELECT INTO, a row-locking clause). */
   writes = false;
   params = 0;
@@ -266,9 +279,27 @@ export abstract class ScopeWalk {
     if (!rv.schemaname && !write && isCte(relname, sc)) {
       return { name: alias ?? relname, table: null, derived: relname, qualifiedOnly: false };
     }
-    const table = qualify(rv);
-    (write ? this.write : this.read).add(table);
+    const table = this.qualify(rv, write);
     return { name: alias ?? relname, table, derived: null, qualifiedOnly: false };
+  }
+
+  /**
+   * A relation name as the server resolves it, added to the tables read or written: `schema.table`, with the
+   * session's schema for an unqualified name (and pg_catalog too for an unqualified `pg_` name, see Names).
+   */
+  qualify(rv: Body, write: boolean): string {
+    const relname = rv.relname as string;
+    const schema = rv.schemaname as string | undefined;
+    const table = `${schema ?? this.schema}.${relname}`;
+    const set = write ? this.write : this.read;
+    set.add(table);
+    if (schema === undefined && relname.startsWith("pg_") && this.schema !== "pg_catalog") {
+      const twin = `pg_catalog.${relname}`;
+      this.twins ??= new Map();
+      this.twins.set(table, twin);
+      set.add(twin);
+    }
+    return table;
   }
 
   /** A column reached by a ColumnRef, a target column name, an index element, … */
@@ -277,6 +308,12 @@ export abstract class ScopeWalk {
     if (this.collect) this.collect.push(entry);
     if (m & COMPUTED) this.computed.add(entry);
     else if (bare) this.bare.add(entry);
+    if (this.twins) {
+      // schema.pg_x.column: pg_catalog.pg_x.column too
+      const dot = entry.indexOf(".", entry.indexOf(".") + 1);
+      const twin = dot > 0 ? this.twins.get(entry.slice(0, dot)) : undefined;
+      if (twin) this.record(twin + entry.slice(dot), m, bare);
+    }
   }
 
   columnRef(b: Body, sc: Scope, m: number, bare: boolean): void {

@@ -104,11 +104,16 @@ export abstract class UtilityWalk extends DmlWalk {
     }
   }
 
-  /** SET, RESET: SET [LOCAL] search_path would change what unqualified names mean (scope.ts, Names). */
+  /**
+   * SET, RESET: SET [SESSION | LOCAL] search_path (also SET SCHEMA, and `SET "SEARCH_PATH"`: setting names are
+   * case-insensitive, quoted or not) would change what unqualified names mean (scope.ts, Names). RESET,
+   * RESET ALL, DISCARD ALL and SET … TO DEFAULT return to the value pinned at connection — a startup option, which
+   * is the session's reset value — and are fine.
+   */
   variableSet(b: Body, sc: Scope): void {
     this.rest(b, [], sc, 0);
-    // RESET and SET … TO DEFAULT return to the pinned value and are fine.
-    if (b.name === "search_path" && (b.kind === "VAR_SET_VALUE" || b.kind === "VAR_SET_CURRENT"))
+    const name = typeof b.name === "string" ? b.name.toLowerCase() : "";
+    if (name === "search_path" && (b.kind === "VAR_SET_VALUE" || b.kind === "VAR_SET_CURRENT"))
       this.changesSearchPath = true;
   }
 
@@ -162,8 +167,8 @@ export abstract class UtilityWalk extends DmlWalk {
       const items = (o.List as Body | undefined)?.items as Body[] | undefined;
       if (!items) continue;
       const names = items.map((i) => (i.String as Body).sval as string);
-      const rel = names.slice(-2);
-      this.write.add(rel.length === 2 ? rel.join(".") : `public.${rel[0]}`);
+      const [schemaname, relname] = names.length >= 2 ? names.slice(-2) : [undefined, names[0]];
+      this.qualify({ schemaname, relname }, true);
     }
   }
 }

@@ -116,15 +116,21 @@ class Walk extends UtilityWalk {
 
 const sorted = (s: Set<string>): string[] => [...s].sort();
 
-/** Analyzes one top-level statement node of a parse result (`stmts[i].stmt`). */
-export function walkStatement(stmt: Body): WalkResult {
-  const w = new Walk();
+/**
+ * Analyzes one top-level statement node of a parse result (`stmts[i].stmt`); unqualified relation names resolve
+ * in `schema` (scope.ts, Names).
+ */
+export function walkStatement(stmt: Body, schema = "public"): WalkResult {
+  const w = new Walk(schema);
   let type = "";
   for (const k in stmt) {
     type = k;
     break;
   }
   const kind = w.statement(type, stmt[type] as Body, newScope(null), Out.Output);
+  // UPDATE pg_settings is set_config by another name (a rule on the view calls it), for whichever setting the
+  // WHERE clause selects. (A plain EXPLAIN of it writes nothing and has moved it to `read` by now.)
+  if (w.write.has("pg_catalog.pg_settings")) w.changesSearchPath = true;
   w.traceComputed();
   let category = kind.category;
   if (category === "read" && w.writes) category = "write";
