@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import type { AuditTrail, TerminalRecording, TerminalRecordingOptions } from "../audit/index.js";
 import type { Identity, Protocol, Resource, SessionInfo } from "../decision/contract.js";
 import { SessionInput } from "../decision/engine.js";
+import type { GatewayReasonCode } from "../decision/reasons.js";
 import type { SessionContext } from "../pipeline/pipeline.js";
 import { errorText } from "../util/errors.js";
 import { type Logger, silentLogger } from "../util/log.js";
@@ -23,7 +24,7 @@ export type SessionAudit = Pick<AuditTrail, "record" | "openTranscript" | "openT
 export class SessionRefusedError extends Error {
   override name = "SessionRefusedError";
   constructor(
-    readonly code: string,
+    readonly code: GatewayReasonCode,
     message: string,
   ) {
     super(message);

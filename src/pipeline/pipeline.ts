@@ -14,6 +14,7 @@ import type {
   Verdict,
 } from "../decision/contract.js";
 import type { DecisionEngine, SessionInput } from "../decision/engine.js";
+import { gatewayReason } from "../decision/reasons.js";
 import { metrics } from "../metrics.js";
 import { errorText } from "../util/errors.js";
 import { type Logger, silentLogger } from "../util/log.js";
@@ -112,8 +113,6 @@ export interface PipelineOptions {
   now?: () => number;
 }
 
-const reason = (code: string, message: string): Reason => ({ code, message });
-
 /** What one command of a batch is heading for while the batch is decided. */
 interface Plan {
   req: CommandRequest;
@@ -181,7 +180,7 @@ export class CommandPipeline {
     });
 
     if (session.expiresAt.getTime() <= now) {
-      const r = reason(
+      const r = gatewayReason(
         "identity.token_expired",
         `your access token expired at ${session.expiresAt.toISOString()}; reconnect with a fresh token`,
       );
@@ -197,14 +196,16 @@ export class CommandPipeline {
       if ((p.action !== "mask" && p.action !== "approve") || mask.length === 0) continue;
       if (!p.req.checkMask) {
         const r = `pamgate cannot mask ${session.protocol} responses, so this command is blocked`;
-        block(p, [reason("mask.unsupported", r)]);
+        block(p, [gatewayReason("mask.unsupported", r)]);
         continue;
       }
       try {
         const problem = await p.req.checkMask(mask);
         if (problem) block(p, [problem]);
       } catch (err) {
-        block(p, [reason("mask.unavailable", `pamgate cannot prepare the masking: ${errorText(err)}`)]);
+        block(p, [
+          gatewayReason("mask.unavailable", `pamgate cannot prepare the masking: ${errorText(err)}`),
+        ]);
       }
     }
 
@@ -225,7 +226,7 @@ export class CommandPipeline {
     const approvals = this.options.approvals;
     const granted: EnforcedAction = verdict.mask.length > 0 ? "mask" : "allow";
     if (!approvals || !verdict.approval) {
-      const r = reason(
+      const r = gatewayReason(
         "approval.unavailable",
         "this command needs an approval, but approvals are not configured on this gateway",
       );
@@ -267,9 +268,9 @@ export class CommandPipeline {
         expired: `approval request ${request.id} expired before enough approvers said yes`,
         timeout: `no approval for request ${request.id} within ${Math.round(timeoutMs / 1000)} s; it stays open — run the command again once it is approved`,
       };
-      block(p, [reason(`approval.${outcome}`, why[outcome])]);
+      block(p, [gatewayReason(`approval.${outcome}` as const, why[outcome])]);
     } catch (err) {
-      block(p, [reason("approval.error", `the approval could not be processed: ${errorText(err)}`)]);
+      block(p, [gatewayReason("approval.error", `the approval could not be processed: ${errorText(err)}`)]);
     }
   }
 
@@ -292,7 +293,7 @@ export class CommandPipeline {
     if (culprit >= 0 && plans.length > 1) {
       const c = plans[culprit] as Plan;
       const codes = c.reasons.map((r) => r.code).join(", ");
-      const r = reason(
+      const r = gatewayReason(
         "batch.blocked",
         `command ${culprit + 1} of ${plans.length} in this message was blocked (${codes}), so none of them ran`,
       );
@@ -311,7 +312,7 @@ export class CommandPipeline {
       );
       // The records the trail did take (if any) name an action that now does not happen; the trail refusing
       // others means it is full or failing, so a superseding record would be refused too. Logged above.
-      const r = reason(
+      const r = gatewayReason(
         "audit.unavailable",
         `the audit trail cannot record this command, so it is blocked: ${errorText(err)}`,
       );

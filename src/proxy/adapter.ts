@@ -83,6 +83,8 @@ export interface ProtocolAdapter<
    * the pipeline then turns every mask verdict into a block (see CommandPipeline.decideBatch).
    */
   readonly canMask: boolean;
+  /** The reason codes the adapter gives itself, with what each means (the form of src/decision/reasons.ts). */
+  readonly reasons: Readonly<Record<string, string>>;
   createListener(ctx: AdapterContext<Static<Listen>, Static<Upstream>>): AdapterListener;
 }
 

@@ -2,6 +2,7 @@
 // mask (DataRow and COPY rewriting, see masking.ts), and its listener.
 import { defineAdapter } from "../adapter.js";
 import { PostgresListenerSchema, PostgresUpstreamSchema } from "./config.js";
+import { PG_REASONS } from "./reasons.js";
 import { PostgresListener } from "./server.js";
 
 export const postgresAdapter = defineAdapter({
@@ -9,5 +10,6 @@ export const postgresAdapter = defineAdapter({
   listenerSchema: PostgresListenerSchema,
   upstreamSchema: PostgresUpstreamSchema,
   canMask: true,
+  reasons: PG_REASONS,
   createListener: (ctx) => new PostgresListener(ctx),
 });
