@@ -10,13 +10,13 @@ import type { ComponentStatus } from "../../status/status.js";
 import { errorText } from "../../util/errors.js";
 import { silentLogger } from "../../util/log.js";
 import type { AdapterContext, AdapterListener, AdapterResource } from "../adapter.js";
-import { analyzerFailure, initAnalyzer } from "./analysis.js";
+import { analyzerFailure, initAnalyzer } from "./analysis/index.js";
 import { AnalyzerStatus } from "./analyzer-status.js";
 import { Catalog } from "./catalog.js";
 import type { PostgresListenerConfig, PostgresUpstreamConfig } from "./config.js";
 import { Masker } from "./masking.js";
 import { ProxySession } from "./session.js";
-import { cancelUpstream, connectUpstream, type UpstreamTarget } from "./upstream.js";
+import { cancelUpstream, connectUpstream, pinnedSchema, type UpstreamTarget } from "./upstream.js";
 import {
   decodePassword,
   decodeStartup,
@@ -37,6 +37,8 @@ export interface PostgresListenerOptions
 interface PostgresResource {
   entry: AdapterResource<PostgresUpstreamConfig>;
   target: UpstreamTarget;
+  /** The schema its sessions' search_path is pinned to, where the analysis resolves unqualified names. */
+  schema: string;
 }
 
 /** SQLSTATEs for the session opener's refusals. */
@@ -68,12 +70,7 @@ export class PostgresListener implements AdapterListener {
 
   constructor(private readonly options: PostgresListenerOptions) {
     this.log = options.log ?? silentLogger;
-    this.resources = new Map(
-      options.resources.map((entry) => [
-        entry.resource.name,
-        { entry, target: { ...entry.upstream, password: entry.secret } },
-      ]),
-    );
+    this.resources = new Map(options.resources.map((entry) => [entry.resource.name, resourceOf(entry)]));
     this.masker = new Masker(options.maskKey ?? Buffer.from(randomUUID()));
     this.secureContext = options.tls ? createSecureContext(options.tls) : null;
   }
@@ -256,7 +253,7 @@ export class PostgresListener implements AdapterListener {
     });
     let open: Awaited<ReturnType<typeof this.options.sessions.open>>;
     try {
-      open = await this.options.sessions.open(auth);
+      open = await this.options.sessions.open(auth, { search_path: [resource.schema] });
     } catch (err) {
       upstream.socket.destroy();
       throw err;
@@ -278,6 +275,7 @@ export class PostgresListener implements AdapterListener {
       masker: this.masker,
       log: this.log,
       maxFrame: this.options.config.max_message_bytes ?? 64 * 1024 * 1024,
+      schema: resource.schema,
     });
     this.sessions.add(session);
     socket.once("close", () => {
@@ -293,4 +291,14 @@ export class PostgresListener implements AdapterListener {
     if (!entry || entry.secret !== secret) return;
     await cancelUpstream(entry.target, entry.key);
   }
+}
+
+/** A configured resource as the listener keeps it; a search_path that cannot be pinned fails here, at start. */
+function resourceOf(entry: AdapterResource<PostgresUpstreamConfig>): PostgresResource {
+  const target: UpstreamTarget = {
+    ...entry.upstream,
+    password: entry.secret,
+    searchPath: entry.upstream.search_path,
+  };
+  return { entry, target, schema: pinnedSchema(target) };
 }

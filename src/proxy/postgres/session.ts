@@ -17,7 +17,7 @@ import type {
 } from "../../pipeline/pipeline.js";
 import { errorText } from "../../util/errors.js";
 import type { Logger } from "../../util/log.js";
-import { type AnalyzedStatement, analyzeSql } from "./analysis.js";
+import { type AnalyzedStatement, analyzeSql } from "./analysis/index.js";
 import type { Catalog } from "./catalog.js";
 import { Masker, planFor, planForColumns } from "./masking.js";
 import { ClientOutput } from "./output.js";
@@ -55,6 +55,8 @@ export interface SessionDeps {
   masker: Masker;
   log: Logger;
   maxFrame: number;
+  /** Where unqualified names resolve: the schema the upstream session's search_path is pinned to (default public). */
+  schema?: string;
 }
 
 interface PreparedStatement {
@@ -221,7 +223,7 @@ export class ProxySession {
 
   private async onQuery(frame: Frame): Promise<void> {
     const sql = decodeQuery(frame);
-    const analysis = analyzeSql(sql);
+    const analysis = analyzeSql(sql, this.deps.schema);
     if (!analysis.ok)
       return this.blockSimple(
         [{ code: "pg.parse_error", message: `pamgate cannot parse the statement: ${analysis.error}` }],
@@ -299,7 +301,7 @@ export class ProxySession {
 
   private onParse(frame: Frame): void {
     const { name, query } = decodeParse(frame);
-    const analysis = analyzeSql(query);
+    const analysis = analyzeSql(query, this.deps.schema);
     this.statements.set(name, { text: query, analysis, columns: null });
     if (!analysis.ok) {
       this.blockExtended(
