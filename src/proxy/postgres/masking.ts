@@ -88,14 +88,6 @@ export class Masker {
     }
   }
 
-  /** The masked form of one value, or null for SQL NULL. */
-  maskValue(value: Buffer, m: ColumnMask): Buffer | null {
-    if (!m.textLike) return null;
-    const out = Buffer.allocUnsafe(value.length + MASK_GROWTH);
-    this.use(value, out);
-    return out.subarray(0, this.maskInto(value, this.sv, 0, value.length, m.strategy, out, this.ov, 0));
-  }
-
   /**
    * Writes the masked form of the text value `src[start, end)` (view `sv`) at `out[at]` (view `ov`) and returns
    * its length. `out` must have MASK_GROWTH bytes more room than the value's length.
@@ -172,13 +164,6 @@ export class Masker {
     return o - at;
   }
 
-  /** Rewrites a DataRow frame (type 'D') according to `plan`. Returns the frame unchanged when nothing applies. */
-  maskDataRow(frame: Buffer, plan: MaskPlan): Buffer {
-    const out = Buffer.allocUnsafe(Masker.dataRowRoom(frame.length, plan));
-    const n = this.maskDataRowInto(frame, 0, frame.length, plan, out, 0);
-    return n < 0 ? frame : out.subarray(0, n);
-  }
-
   /**
    * Room a rewritten CopyData frame `src[start, end)` may need: every byte escaped, plus each masked value's
    * growth in every row (rows are counted: a frame may hold several).
@@ -216,12 +201,6 @@ export class Masker {
     }
     ov.setInt32(at + 1, o - at - 1);
     return o - at;
-  }
-
-  /** Rewrites one COPY … TO STDOUT data frame in text format (see maskCopyTextInto). */
-  maskCopyText(frame: Buffer, plan: MaskPlan): Buffer {
-    const out = Buffer.allocUnsafe(Masker.copyDataRoom(frame, 0, frame.length, plan));
-    return out.subarray(0, this.maskCopyTextInto(frame, 0, frame.length, plan, out, 0));
   }
 
   /** One masked COPY text field of the buffers in use: `\N` stays NULL; otherwise unescape, mask, escape. */
