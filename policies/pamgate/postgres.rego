@@ -17,6 +17,12 @@ columns := object.get(input.command, "columns", [])
 
 functions := object.get(input.command, "functions", [])
 
+side_effects := object.get(input.command, "side_effects", [])
+
+dynamic_sql := object.get(input.command, "dynamic_sql", [])
+
+user_functions := object.get(input.command, "user_functions", [])
+
 written_tables := object.get(input.command, ["tables", "write"], [])
 
 read_tables := object.get(input.command, ["tables", "read"], [])
@@ -41,14 +47,59 @@ summary := concat("", ["postgres ", statement, " statement (category ", category
 # --- block ------------------------------------------------------------------------------------------------------
 
 # Machines (any bot in the delegation chain) only read; transaction and session statements keep clients working.
+# A SELECT that calls a function with side effects (nextval, pg_advisory_lock, a volatile user function …) has
+# category write, and the message names the functions.
 deny contains common.reason("pg.read_only_machine", msg) if {
 	input.protocol == "postgres"
 	common.is_machine
 	not cfg.read_only_categories[category]
 	msg := concat("", [
-		common.who, " is a machine identity and may only read; ", stmt, " (category ", category,
-		") is not allowed. Ask a human to run it.",
+		common.who, " is a machine identity and may only read; ", stmt, " (category ", category, ")",
+		side_effect_note, " is not allowed. Ask a human to run it.",
 	])
+}
+
+side_effect_note := concat("", [", which changes state through ", concat(", ", sort(side_effects)), ","]) if {
+	count(side_effects) > 0
+} else := ""
+
+# Identities whose reads are restricted (masked data, read-only machines): code the gateway cannot see into must
+# be allowed by name first.
+restricted if not pii_privileged
+
+restricted if common.is_machine
+
+# User-defined functions (called directly or by a view) are opaque: their bodies may read masked columns or
+# change data while the statement looks like a plain read. data.config.postgres.allowed_functions lists the
+# reviewed ones.
+deny contains common.reason("pg.opaque_function", msg) if {
+	input.protocol == "postgres"
+	restricted
+	some fn in user_functions
+	not cfg.allowed_functions[fn.name]
+	msg := concat("", [
+		"function ", fn.name, " (", fn.language, ", ", fn.volatility, ") is user-defined code pamgate cannot see ",
+		"into, so it may read masked data or change state; ask for it to be reviewed and added to ",
+		"allowed_functions, or query the tables directly.",
+	])
+}
+
+# Functions that run SQL given as a string (query_to_xml, dblink …) read what the analysis cannot see.
+deny contains common.reason("pg.dynamic_sql", msg) if {
+	input.protocol == "postgres"
+	restricted
+	some fn in dynamic_sql
+	msg := concat("", [
+		"function ", fn, " runs SQL given to it as a string (or reads a table named by an argument), which ",
+		"pamgate cannot check or mask; run that query itself instead.",
+	])
+}
+
+# DO blocks run procedural code (EXECUTE of any string included) that the gateway cannot inspect.
+deny contains common.reason("pg.do_block", msg) if {
+	input.protocol == "postgres"
+	statement == "do"
+	msg := "DO runs procedural code pamgate cannot inspect (EXECUTE can run any statement) and is blocked; run the statements themselves, or call a reviewed function."
 }
 
 # UPDATE/DELETE without WHERE changes every row: blocked for everyone.
@@ -85,7 +136,8 @@ deny contains common.reason("pg.alter_system", msg) if {
 	msg := "ALTER SYSTEM changes the server configuration and is blocked; change it through configuration management."
 }
 
-# A wildcard (SELECT *) on a table holding PII cannot be masked column by column.
+# A wildcard (SELECT *) is expanded to the table's columns from the catalog, so masks apply column by column; one
+# left in `columns` names a relation the catalog does not know, whose columns cannot be masked one by one.
 deny contains common.reason("pg.pii_wildcard", msg) if {
 	input.protocol == "postgres"
 	not pii_privileged

@@ -13,6 +13,7 @@ import type {
 import { initAnalyzer } from "../../src/proxy/postgres/analysis/index.js";
 import type { Catalog } from "../../src/proxy/postgres/catalog.js";
 import { Masker } from "../../src/proxy/postgres/masking.js";
+import type { Resolver } from "../../src/proxy/postgres/resolve.js";
 import { ProxySession } from "../../src/proxy/postgres/session.js";
 import { message, toServer } from "../../src/proxy/postgres/wire.js";
 import { silentLogger } from "../../src/util/log.js";
@@ -117,13 +118,17 @@ export async function fakeSession(opts: FakeSessionOptions = {}) {
     origins: async (cols: Array<{ tableOid: number; column: number }>) =>
       cols.map((c) => opts.origins?.[`${c.tableOid}/${c.column}`] ?? null),
     tableColumns: async (table: string) => opts.tables?.[table] ?? [],
+    invalidate: () => {},
   } as unknown as Catalog;
+  // No server catalog in this harness: statements are decided as the text analysis reports them (catalog
+  // resolution is tested against a real PostgreSQL in test/integration/pg-objects.test.ts).
+  const resolver = { resolve: (s: unknown) => s } as unknown as Resolver;
   const masker = new Masker(opts.hashKey ?? Buffer.from("test-key"));
   const session = new ProxySession(
     client as unknown as Socket,
     upstream as unknown as Socket,
     { ctx: { id: "s1" } as SessionContext, transcript: () => {}, terminal: () => null, end: () => {} },
-    { pipeline, catalog, masker, log: silentLogger, maxFrame: 1 << 20 },
+    { pipeline, catalog, resolver, masker, log: silentLogger, maxFrame: 1 << 20 },
   );
   session.start();
   return {

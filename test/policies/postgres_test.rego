@@ -287,3 +287,51 @@ test_missing_fields_default_deny if {
 	v.action == "block"
 	v.reasons[0].message == "no policy rule allows this postgres unknown statement (category unknown), so it is blocked; ask your security team for an allow rule."
 }
+
+# --- server-side objects (catalog resolution) ---------------------------------------------------------------------
+
+plpgsql_fn := {
+	"name": "public.lookup", "volatility": "stable", "language": "plpgsql", "kind": "function",
+	"security_definer": false,
+}
+
+test_user_function_opaque_for_restricted_identities if {
+	every who in [t.alice, t.bot, t.delegated] {
+		v := verdict(t.pg(who, "staging", {"functions": ["lookup"], "user_functions": [plpgsql_fn]}))
+		v.action == "block"
+		"pg.opaque_function" in t.codes(v)
+	}
+	v := verdict(t.pg(t.alice, "staging", {"functions": ["lookup"], "user_functions": [plpgsql_fn]}))
+	v.reasons[0].message == "function public.lookup (plpgsql, stable) is user-defined code pamgate cannot see into, so it may read masked data or change state; ask for it to be reviewed and added to allowed_functions, or query the tables directly."
+}
+
+test_user_function_allowed_for_pii_reader_humans if {
+	v := verdict(t.pg(t.with_groups(t.alice, ["pii-readers"]), "staging", {"user_functions": [plpgsql_fn]}))
+	v.action == "allow"
+}
+
+test_allowed_function_passes if {
+	v := verdict(t.pg(t.alice, "staging", {"user_functions": [plpgsql_fn]})) with data.config.postgres.allowed_functions as {"public.lookup": "reviewed in PR 12"}
+	v.action == "allow"
+}
+
+test_dynamic_sql_blocked if {
+	v := verdict(t.pg(t.alice, "staging", {"functions": ["query_to_xml"], "dynamic_sql": ["query_to_xml"]}))
+	v.action == "block"
+	t.codes(v) == {"pg.dynamic_sql"}
+	startswith(v.reasons[0].message, "function query_to_xml runs SQL given to it as a string")
+}
+
+test_do_block_blocked_with_reason if {
+	v := verdict(t.pg(t.with_groups(t.alice, ["pii-readers", "dba"]), "staging", {"statement": "do", "category": "other"}))
+	v.action == "block"
+	t.codes(v) == {"pg.do_block"}
+}
+
+test_select_with_side_effect_is_a_write_for_machines if {
+	v := verdict(t.pg(t.bot, "staging", {"category": "write", "functions": ["nextval"], "side_effects": ["nextval"]}))
+	v.action == "block"
+	v.reasons[0].message == "deploy-agent is a machine identity and may only read; SELECT (category write), which changes state through nextval, is not allowed. Ask a human to run it."
+	h := verdict(t.pg(t.alice, "staging", {"category": "write", "functions": ["nextval"], "side_effects": ["nextval"]}))
+	h.action == "allow"
+}

@@ -55,6 +55,7 @@ pg_defaults := {
 	"statement": "select", "category": "read",
 	"tables": {"read": ["public.orders"], "write": []},
 	"columns": [], "functions": [], "has_where": true, "fingerprint": "fp", "param_count": 0,
+	"side_effects": [], "dynamic_sql": [], "views": [], "user_functions": [],
 }
 
 pg(identity, env, command) := make("postgres", "orders-db", env, identity, object.union(pg_defaults, command))

@@ -39,6 +39,9 @@ interface Expect {
   param_count?: number;
   bare?: string[];
   computed?: string[];
+  side_effects?: string[];
+  dynamic_sql?: string[];
+  calls?: string[];
 }
 
 /** [sql, expected fields]; a field not given is not checked. */
@@ -450,8 +453,24 @@ const CASES: Array<[string, Expect]> = [
   ["SELECT * FROM pg_catalog.pg_ls_dir('.')", { functions: ["pg_ls_dir"], read: [] }],
   [
     "SELECT set_config('role', 'admin', false)",
-    { statement: "select", category: "read", functions: ["set_config"] },
+    { statement: "select", category: "write", functions: ["set_config"], side_effects: ["set_config"] },
   ],
+  // --- functions: side effects, dynamic SQL, calls as written (what catalog resolution looks up) -------------
+  [
+    "SELECT nextval('s'), public.f(1), \"Weird\"(2), pg_advisory_xact_lock(1)",
+    {
+      category: "write",
+      functions: ["f", "nextval", "pg_advisory_xact_lock", "weird"],
+      side_effects: ["nextval", "pg_advisory_xact_lock"],
+      dynamic_sql: [],
+      calls: ["Weird", "nextval", "pg_advisory_xact_lock", "public.f"],
+    },
+  ],
+  [
+    "SELECT query_to_xml('select 1', true, true, ''), lower('A')",
+    { category: "read", side_effects: [], dynamic_sql: ["query_to_xml"], calls: ["lower", "query_to_xml"] },
+  ],
+  ["SELECT id FROM users WHERE id = 1", { category: "read", side_effects: [], dynamic_sql: [], calls: [] }],
   [
     "SELECT coalesce(a, b), count(DISTINCT c) FILTER (WHERE d > 0) OVER (PARTITION BY e) FROM t",
     { functions: ["count"], columns: ["public.t.a", "public.t.b", "public.t.c", "public.t.d", "public.t.e"] },
@@ -534,6 +553,10 @@ t.test(`the statement table (${CASES.length} statements)`, async (t) => {
       if (e.param_count !== undefined) t.equal(c.param_count, e.param_count, "param_count");
       if (e.bare !== undefined) t.same(s.masking.bare, e.bare, "masking.bare");
       if (e.computed !== undefined) t.same(s.masking.computed, e.computed, "masking.computed");
+      if (e.side_effects !== undefined) t.same(c.side_effects, e.side_effects, "side_effects");
+      if (e.dynamic_sql !== undefined) t.same(c.dynamic_sql, e.dynamic_sql, "dynamic_sql");
+      if (e.calls !== undefined) t.same(s.calls, e.calls, "calls");
+      t.same([c.views, c.user_functions], [[], []], "views and user_functions: filled by catalog resolution");
       // every command has exactly the contract's fields, and the text is the statement's own
       const keys = [
         "statement",
@@ -544,6 +567,10 @@ t.test(`the statement table (${CASES.length} statements)`, async (t) => {
         "has_where",
         "fingerprint",
         "param_count",
+        "side_effects",
+        "dynamic_sql",
+        "views",
+        "user_functions",
       ];
       t.same(Object.keys(c).sort(), [...keys, ...(c.copy ? ["copy"] : [])].sort(), "contract fields");
       t.match(c.fingerprint, /^[0-9a-f]{16}$/);

@@ -7,9 +7,13 @@ export const PG_REASONS = {
   "pg.function_call_protocol": "the fast-path function call protocol bypasses SQL, so it is never allowed",
   "pg.unknown_portal": "an Execute named a portal that was not prepared through pamgate",
   "pg.mask_unsafe":
-    "a masked column would leave through an expression (upper(ssn), row_to_json(t)), where it cannot be masked",
+    "a masked column would leave through an expression (upper(ssn), row_to_json(t)) or a view column computed from it, where it cannot be masked",
   "pg.mask_unsupported":
     "masked columns can be copied out only as COPY table [(columns)] TO STDOUT in text format",
+  "pg.catalog_unavailable":
+    "the database catalog could not be read to resolve the statement's views, columns and functions, so it was not checked",
+  "pg.catalog_changed":
+    "the statement reads objects after a schema change in the same message (or one still running), so it could not be checked against the changed catalog",
   "pg.search_path_change":
     "the statement would change search_path, which pamgate pins so policy sees the tables the server reads",
 } as const satisfies Record<string, string>;

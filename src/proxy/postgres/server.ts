@@ -15,6 +15,7 @@ import { AnalyzerStatus } from "./analyzer-status.js";
 import { Catalog } from "./catalog.js";
 import type { PostgresListenerConfig, PostgresUpstreamConfig } from "./config.js";
 import { Masker } from "./masking.js";
+import { Resolver } from "./resolve.js";
 import { ProxySession } from "./session.js";
 import { cancelUpstream, connectUpstream, pinnedSchema, type UpstreamTarget } from "./upstream.js";
 import {
@@ -55,7 +56,7 @@ export class PostgresListener implements AdapterListener {
   private server: Server | null = null;
   private readonly log;
   private readonly resources: Map<string, PostgresResource>;
-  private readonly catalogs = new Map<string, Catalog>();
+  private readonly catalogs = new Map<string, { catalog: Catalog; resolver: Resolver }>();
   private readonly masker: Masker;
   private readonly sessions = new Set<ProxySession>();
   /** Our BackendKeyData → the upstream's, so a client's CancelRequest reaches the right backend. */
@@ -114,14 +115,16 @@ export class PostgresListener implements AdapterListener {
     for (const off of this.unregister.splice(0)) off();
     for (const s of this.sessions) s.close("gateway shutting down");
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-    await Promise.all([...this.catalogs.values()].map((c) => c.close()));
+    await Promise.all([...this.catalogs.values()].map((c) => c.catalog.close()));
   }
 
-  private catalogFor(resource: PostgresResource): Catalog {
+  /** One catalog cache (and its resolver) per resource, shared by the resource's sessions. */
+  private catalogFor(resource: PostgresResource): { catalog: Catalog; resolver: Resolver } {
     const name = resource.entry.resource.name;
     let c = this.catalogs.get(name);
     if (!c) {
-      c = new Catalog(resource.target);
+      const catalog = new Catalog(resource.target);
+      c = { catalog, resolver: new Resolver(catalog, resource.schema) };
       this.catalogs.set(name, c);
     }
     return c;
@@ -271,7 +274,7 @@ export class PostgresListener implements AdapterListener {
 
     const session = new ProxySession(socket, upstream.socket as Socket, open, {
       pipeline: this.options.pipeline,
-      catalog: this.catalogFor(resource),
+      ...this.catalogFor(resource),
       masker: this.masker,
       log: this.log,
       maxFrame: this.options.config.max_message_bytes ?? 64 * 1024 * 1024,

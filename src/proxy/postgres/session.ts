@@ -19,8 +19,10 @@ import { errorText } from "../../util/errors.js";
 import type { Logger } from "../../util/log.js";
 import { type AnalyzedStatement, analyzeSql } from "./analysis/index.js";
 import type { Catalog } from "./catalog.js";
+import { maskProblem, withheldError } from "./mask-check.js";
 import { Masker, planFor, planForColumns } from "./masking.js";
 import { ClientOutput } from "./output.js";
+import type { ResolvedStatement, Resolver } from "./resolve.js";
 import { type Columns, type Expectation, ExpectationQueue, type MaskContext } from "./responses.js";
 import {
   BackendType,
@@ -52,6 +54,8 @@ const HIGH_WATER = 4 * 1024 * 1024;
 export interface SessionDeps {
   pipeline: CommandPipeline;
   catalog: Catalog;
+  /** Completes each statement's command from the catalog (views, `*`, functions) before the decision. */
+  resolver: Resolver;
   masker: Masker;
   log: Logger;
   maxFrame: number;
@@ -79,6 +83,8 @@ export class ProxySession {
   /** The plan for DataRows of the result set being streamed (simple protocol) or the current Execute. */
   private resultPlan: ReturnType<typeof planFor> | null = null;
   private copyOutPlan: ReturnType<typeof planFor> | null = null;
+  /** A schema change was let through and has not completed (until ReadyForQuery): the catalog cache is stale. */
+  private ddlRunning = false;
   private closed = false;
   private readonly abort = new AbortController();
   /** The upstream frame being handled (reused: no object per frame). */
@@ -241,9 +247,10 @@ export class ProxySession {
    * statement's mask is checked for enforceability (maskProblem) before anything is recorded.
    */
   private async decideAll(
-    statements: readonly AnalyzedStatement[],
+    analyzed: readonly AnalyzedStatement[],
   ): Promise<{ mask: MaskContext | null } | { blocked: Reason[]; sqlstate: string; fatal: boolean }> {
     let copyPlan: MaskContext["copyPlan"];
+    const statements = await this.resolveAll(analyzed);
     const reqs = statements.map(
       (stmt): CommandRequest => ({
         command: stmt.command,
@@ -263,10 +270,44 @@ export class ProxySession {
       onHold: (id, verdict) => this.tellHeld(id, verdict),
     });
     this.transcribe(statements, batch);
+    if (batch.action !== "block" && statements.some((st) => st.command.category === "ddl"))
+      this.ddlRunning = true;
     if (batch.action === "block")
       return { blocked: batch.reasons, sqlstate: batch.fatal ? "28000" : "42501", fatal: batch.fatal };
     const masks = batch.outcomes.flatMap((o) => o.mask);
     return { mask: masks.length > 0 ? { masks, plan: null, copyPlan } : null };
+  }
+
+  /**
+   * Completes each statement from the catalog (resolve.ts). Fails closed: a catalog that cannot be read refuses the
+   * statement (pg.catalog_unavailable), and so does a statement that reads objects after a schema change in the
+   * same message or one still running in this session, since the catalog it would be resolved against is about to
+   * change (pg.catalog_changed).
+   */
+  private async resolveAll(statements: readonly AnalyzedStatement[]): Promise<ResolvedStatement[]> {
+    const out: ResolvedStatement[] = [];
+    let schemaChanging = this.ddlRunning;
+    for (const stmt of statements) {
+      const refuse = (reason: Reason) => out.push({ ...stmt, refusal: stmt.refusal ?? reason });
+      if (schemaChanging && (stmt.command.tables.read.length > 0 || stmt.calls.length > 0)) {
+        refuse({
+          code: "pg.catalog_changed",
+          message:
+            "this statement reads objects after a schema change in the same message (or one still running), which pamgate cannot check against the changed catalog; send the schema change on its own first",
+        });
+      } else {
+        try {
+          out.push(await this.deps.resolver.resolve(stmt));
+        } catch (err) {
+          refuse({
+            code: "pg.catalog_unavailable",
+            message: `pamgate could not read the database catalog to check the objects this statement uses (${errorText(err)}); try again`,
+          });
+        }
+      }
+      if (stmt.command.category === "ddl") schemaChanging = true;
+    }
+    return out;
   }
 
   /** Tells the user, in a NOTICE, that the statement waits for an approval and who can give it. */
@@ -486,6 +527,10 @@ export class ProxySession {
         return frame.raw;
       case BackendType.readyForQuery:
         this.tx = String.fromCharCode(frame.raw[5] as number) as TxStatus;
+        if (this.ddlRunning) {
+          this.ddlRunning = false;
+          this.deps.catalog.invalidate();
+        }
         this.resultPlan = null;
         this.copyOutPlan = null;
         this.out.release();
@@ -541,11 +586,13 @@ export class ProxySession {
         detail: `pamgate policy: ${head.reasons.map((r) => r.code).join(", ")}`,
       });
     }
+    // The error of a masked statement may quote a masked value (a failed cast): it is withheld.
+    const masked = head?.kind === "query" || head?.kind === "execute" ? head.mask : null;
     if (head && head.kind !== "query" && head.kind !== "blocked") {
       this.expect.shift();
       this.expect.skipToSync();
     }
-    return frame.raw;
+    return masked ? toClient.errorResponse(withheldError(decodeErrorFields(frame))) : frame.raw;
   }
 
   private onRowDescription(
@@ -581,33 +628,4 @@ export class ProxySession {
   get transactionStatus(): TxStatus {
     return this.tx;
   }
-}
-
-/**
- * Why these masks cannot be enforced on this statement, or null. Masking rewrites values of columns the server
- * names in RowDescription; a masked column output through an expression (upper(ssn), row_to_json(t.*)) has no
- * such origin, and COPY out is masked only as `COPY table [(columns)] TO STDOUT` in text format.
- */
-function maskProblem(stmt: AnalyzedStatement, masks: readonly MaskRule[]): Reason | null {
-  const names = new Set(masks.map((m) => m.field.split(".").pop() as string));
-  const computed = stmt.masking.computed;
-  const leak = computed.find((c) => c === "*" || c.endsWith(".*") || names.has(c.split(".").pop() as string));
-  if (leak) {
-    return {
-      code: "pg.mask_unsafe",
-      message: `${leak} is output through an expression, where masked columns (${[...names].join(", ")}) cannot be masked; select the column itself`,
-    };
-  }
-  const copy = stmt.command.copy;
-  if (
-    stmt.command.statement === "copy" &&
-    copy?.direction === "to" &&
-    (copy.query || copy.format !== "text")
-  ) {
-    return {
-      code: "pg.mask_unsupported",
-      message: "masked columns can be copied out only as COPY table [(columns)] TO STDOUT in text format",
-    };
-  }
-  return null;
 }

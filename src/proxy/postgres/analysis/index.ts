@@ -23,6 +23,7 @@
 // objects returned are frozen — treat them as immutable.
 import { hasSqlDetails, loadModule, parseSync } from "libpg-query";
 import type { Reason } from "../../../decision/contract.js";
+import { DYNAMIC_SQL, SIDE_EFFECTS } from "./builtins.js";
 import { GenerationalCache } from "./cache.js";
 import type { CopyCommand } from "./dml.js";
 import { fingerprintOf } from "./fingerprint.js";
@@ -51,6 +52,17 @@ export type StatementCommand = {
   columns: string[];
   /** Lower case, schema dropped. */
   functions: string[];
+  /**
+   * Functions called that change state (builtins.ts SIDE_EFFECTS by name; after catalog resolution also the
+   * volatile user-defined functions, schema-qualified). A read that calls one has category `write`.
+   */
+  side_effects: string[];
+  /** Functions called that run SQL given as a string or read tables named by an argument (builtins.ts). */
+  dynamic_sql: string[];
+  /** Views and materialized views read, schema-qualified, through views too (filled by catalog resolution). */
+  views: string[];
+  /** User-defined functions and procedures called, directly or by a view (filled by catalog resolution). */
+  user_functions: UserFunction[];
   /** false only when an UPDATE or DELETE (also one inside a CTE, EXPLAIN ANALYZE, PREPARE …) has no WHERE. */
   has_where: boolean;
   /** COPY only. */
@@ -59,6 +71,17 @@ export type StatementCommand = {
   fingerprint: string;
   /** The highest $n used: the bind parameters the extended protocol must supply. */
   param_count: number;
+};
+
+/** A function the gateway cannot see into: not PostgreSQL's own (an OID at or above FirstNormalObjectId). */
+export type UserFunction = {
+  /** schema.name */
+  name: string;
+  volatility: "immutable" | "stable" | "volatile";
+  language: string;
+  /** function, procedure, aggregate or window */
+  kind: string;
+  security_definer: boolean;
 };
 
 /** Where column values go, for masking (see scope.ts and dml.ts); entries are written like `columns` entries. */
@@ -78,6 +101,8 @@ export interface AnalyzedStatement {
    */
   text: string;
   masking: Masking;
+  /** Functions as called (name as written, schema-qualified when the text is): what catalog resolution looks up. */
+  calls: string[];
   /**
    * Set when the proxy must refuse the statement whatever the policy says, because running it would make this
    * analysis wrong for later statements (pg.search_path_change: it would change what unqualified names mean).
@@ -298,18 +323,28 @@ function analyzeUncached(sql: string, schema: string, refusal: Reason): Analysis
       if (err instanceof RangeError) return fail("the statement is nested too deeply to analyze");
       throw err;
     }
+    const sideEffects = w.functions.filter((f) => SIDE_EFFECTS.has(f));
     const command: StatementCommand = {
       statement: w.statement,
-      category: w.category,
+      category: w.category === "read" && sideEffects.length > 0 ? "write" : w.category,
       tables: { read: w.read, write: w.write },
       columns: w.columns,
       functions: w.functions,
+      side_effects: sideEffects,
+      dynamic_sql: w.functions.filter((f) => DYNAMIC_SQL.has(f)),
+      views: [],
+      user_functions: [],
       has_where: w.hasWhere,
       fingerprint,
       param_count: w.paramCount,
     };
     if (w.copy) command.copy = w.copy;
-    const analyzed: AnalyzedStatement = { command, text, masking: { bare: w.bare, computed: w.computed } };
+    const analyzed: AnalyzedStatement = {
+      command,
+      text,
+      masking: { bare: w.bare, computed: w.computed },
+      calls: w.calls,
+    };
     if (w.changesSearchPath) analyzed.refusal = refusal;
     statements.push(analyzed);
   }

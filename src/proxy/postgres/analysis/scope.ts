@@ -142,6 +142,8 @@ export abstract class ScopeWalk {
   readonly write = new Set<string>();
   readonly columns = new Set<string>();
   readonly functions = new Set<string>();
+  /** Functions as called: the name as written, with its schema when the text gives one ("public.f", "f"). */
+  readonly calls = new Set<string>();
   readonly bare = new Set<string>();
   readonly computed = new Set<string>();
   readonly derived = new Map<string, Derived>();
@@ -396,6 +398,7 @@ export abstract class ScopeWalk {
     if (last) {
       const name = (last.sval as string).toLowerCase();
       this.functions.add(name);
+      this.calls.add((fn as Body[]).map((p) => (p.String as Body | undefined)?.sval ?? "").join("."));
       if (name === "set_config" && !settingOtherThanSearchPath((b.args as Body[] | undefined)?.[0]))
         this.changesSearchPath = true;
     }

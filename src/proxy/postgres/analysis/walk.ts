@@ -26,6 +26,7 @@ export interface WalkResult {
   write: string[];
   columns: string[];
   functions: string[];
+  calls: string[];
   hasWhere: boolean;
   copy: CopyCommand | null;
   paramCount: number;
@@ -141,6 +142,7 @@ export function walkStatement(stmt: Body, schema = "public"): WalkResult {
     write: sorted(w.write),
     columns: sorted(w.columns),
     functions: sorted(w.functions),
+    calls: sorted(w.calls),
     hasWhere: w.hasWhere,
     copy: w.copy,
     paramCount: w.params,
