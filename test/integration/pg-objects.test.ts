@@ -30,6 +30,9 @@ t.before(async () => {
       'UPDATE public.orders SET total = total + 1 WHERE id = 40 RETURNING 1';
     CREATE VIEW public.via_function AS SELECT id, public.ssn_of(id) AS x FROM public.users;
     CREATE SEQUENCE public.ticket_seq;
+    CREATE FUNCTION public.peek(text, int) RETURNS boolean LANGUAGE sql AS
+      'SELECT EXISTS (SELECT 1 FROM public.users WHERE ssn LIKE $1 || ''%'')';
+    CREATE OPERATOR public.=== (LEFTARG = text, RIGHTARG = int, FUNCTION = public.peek);
   `);
   await db.end();
   [alice, carol, bot] = await Promise.all([g.tokenFor("alice"), g.tokenFor("carol"), g.botFor("alice")]);
@@ -147,6 +150,8 @@ t.test("user-defined functions are opaque: SQL, PL/pgSQL, and called by a view",
     ["SELECT ssn_of(1)", "public.ssn_of (sql, stable)"],
     ["SELECT public.ssn_pl(1)", "public.ssn_pl (plpgsql, volatile)"],
     ["SELECT * FROM via_function", "public.ssn_of (sql, stable)"],
+    ["SELECT id FROM orders WHERE status === 1", "public.peek (sql, volatile)"],
+    ["SELECT id FROM orders WHERE status OPERATOR(public.===) 1", "public.peek (sql, volatile)"],
   ] as const) {
     const r = await run(alice, sql);
     t.not(r.code, 0, sql);

@@ -41,7 +41,8 @@ interface Expect {
   computed?: string[];
   side_effects?: string[];
   dynamic_sql?: string[];
-  calls?: string[];
+  calls?: string[][];
+  operators?: string[][];
 }
 
 /** [sql, expected fields]; a field not given is not checked. */
@@ -463,14 +464,26 @@ const CASES: Array<[string, Expect]> = [
       functions: ["f", "nextval", "pg_advisory_xact_lock", "weird"],
       side_effects: ["nextval", "pg_advisory_xact_lock"],
       dynamic_sql: [],
-      calls: ["Weird", "nextval", "pg_advisory_xact_lock", "public.f"],
+      calls: [["Weird"], ["nextval"], ["pg_advisory_xact_lock"], ["public", "f"]],
     },
   ],
   [
     "SELECT query_to_xml('select 1', true, true, ''), lower('A')",
-    { category: "read", side_effects: [], dynamic_sql: ["query_to_xml"], calls: ["lower", "query_to_xml"] },
+    {
+      category: "read",
+      side_effects: [],
+      dynamic_sql: ["query_to_xml"],
+      calls: [["lower"], ["query_to_xml"]],
+    },
   ],
   ["SELECT id FROM users WHERE id = 1", { category: "read", side_effects: [], dynamic_sql: [], calls: [] }],
+  [
+    'SELECT "a.b"(x) FROM t WHERE x OPERATOR(public.===) 1 AND y BETWEEN 1 AND 2 AND z <> 3',
+    {
+      calls: [["a.b"]],
+      operators: [["<="], ["<>"], [">="], ["public", "==="]],
+    },
+  ],
   [
     "SELECT coalesce(a, b), count(DISTINCT c) FILTER (WHERE d > 0) OVER (PARTITION BY e) FROM t",
     { functions: ["count"], columns: ["public.t.a", "public.t.b", "public.t.c", "public.t.d", "public.t.e"] },
@@ -556,6 +569,7 @@ t.test(`the statement table (${CASES.length} statements)`, async (t) => {
       if (e.side_effects !== undefined) t.same(c.side_effects, e.side_effects, "side_effects");
       if (e.dynamic_sql !== undefined) t.same(c.dynamic_sql, e.dynamic_sql, "dynamic_sql");
       if (e.calls !== undefined) t.same(s.calls, e.calls, "calls");
+      if (e.operators !== undefined) t.same(s.operators, e.operators, "operators");
       t.same([c.views, c.user_functions], [[], []], "views and user_functions: filled by catalog resolution");
       // every command has exactly the contract's fields, and the text is the statement's own
       const keys = [

@@ -70,6 +70,8 @@ export class Catalog {
   private readonly routines = new Map<number, RoutineInfo & { at: number }>();
   /** "schema.name" → candidate OIDs (overloads), with when they were looked up. */
   private readonly routinesByName = new Map<string, { oids: number[]; at: number }>();
+  /** "schema.operator" → the functions of the user-defined operators of that name, with when they were looked up. */
+  private readonly operatorsByName = new Map<string, { oids: number[]; at: number }>();
   /** Bumped by `invalidate`: what was derived from the catalog before is stale. */
   generation = 0;
 
@@ -102,6 +104,7 @@ export class Catalog {
     this.byName.clear();
     this.routines.clear();
     this.routinesByName.clear();
+    this.operatorsByName.clear();
     this.generation++;
   }
 
@@ -279,6 +282,27 @@ export class Catalog {
     return keys
       .flatMap((k) => this.routinesByName.get(k)?.oids ?? [])
       .flatMap((o) => this.routines.get(o) ?? []);
+  }
+
+  /**
+   * The functions user-defined operators named `name` in `schemas` run (every overload: the operand types decide).
+   * PostgreSQL's own operators are not looked at: their functions are built in.
+   */
+  async operatorFunctions(schemas: readonly string[], name: string): Promise<RoutineInfo[]> {
+    const keys = schemas.map((s) => `${s}.${name}`);
+    if (keys.some((k) => !this.isFresh(this.operatorsByName.get(k)?.at ?? -Infinity))) {
+      const { rows } = await this.pool.query<{ nspname: string; fn: string }>(
+        `SELECT n.nspname, o.oprcode::oid::int8 AS fn
+           FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+          WHERE n.nspname = ANY($1::text[]) AND o.oprname = $2 AND o.oid >= ${FIRST_NORMAL_OID}`,
+        [schemas, name],
+      );
+      const now = Date.now();
+      for (const k of keys) this.operatorsByName.set(k, { oids: [], at: now });
+      for (const r of rows) this.operatorsByName.get(`${r.nspname}.${name}`)?.oids.push(Number(r.fn));
+    }
+    const oids = keys.flatMap((k) => this.operatorsByName.get(k)?.oids ?? []);
+    return oids.length > 0 ? this.routinesByOid(oids) : [];
   }
 
   private freshRoutine(oid: number): boolean {

@@ -60,7 +60,7 @@ export class Resolver {
   /** Whether resolution may change this statement: it names relations or calls functions. */
   static needed(stmt: AnalyzedStatement): boolean {
     const t = stmt.command.tables;
-    return t.read.length > 0 || t.write.length > 0 || stmt.calls.length > 0;
+    return t.read.length > 0 || t.write.length > 0 || stmt.calls.length > 0 || stmt.operators.length > 0;
   }
 
   /**
@@ -108,7 +108,7 @@ export class Resolver {
       if (cmd.tables.read.includes(name)) direct.push(await this.traceView(rel, reach.columns));
     }
 
-    const routines = await this.routinesCalled(stmt.calls);
+    const routines = await this.routinesCalled(stmt.calls, stmt.operators);
     if (viewFunctions.size > 0) routines.push(...(await this.catalog.routinesByOid([...viewFunctions])));
     const userFunctions = new Map<string, UserFunction>();
     for (const r of routines) if (!r.builtin) userFunctions.set(r.name, userFunction(r));
@@ -206,16 +206,29 @@ export class Resolver {
     return { passes: null, sources };
   }
 
-  /** Every function the calls may resolve to. */
-  private async routinesCalled(calls: readonly string[]): Promise<RoutineInfo[]> {
+  /** Every function the calls and the operators may resolve to. */
+  private async routinesCalled(
+    calls: readonly string[][],
+    operators: readonly string[][],
+  ): Promise<RoutineInfo[]> {
     const out: RoutineInfo[] = [];
     for (const call of calls) {
-      const parts = call.split(".");
-      const name = parts[parts.length - 1] as string;
-      const schemas = parts.length > 1 ? [parts[parts.length - 2] as string] : ["pg_catalog", this.schema];
+      const [schemas, name] = this.lookupPath(call);
       out.push(...(await this.catalog.routineCandidates(schemas, name)));
     }
+    for (const op of operators) {
+      const [schemas, name] = this.lookupPath(op);
+      out.push(...(await this.catalog.operatorFunctions(schemas, name)));
+    }
     return out;
+  }
+
+  /** Where the server looks for a name as written: the schema it names, else pg_catalog and the pinned schema. */
+  private lookupPath(parts: readonly string[]): [string[], string] {
+    const name = parts[parts.length - 1] as string;
+    return parts.length > 1
+      ? [[parts[parts.length - 2] as string], name]
+      : [["pg_catalog", this.schema], name];
   }
 }
 

@@ -289,7 +289,10 @@ export class ProxySession {
     let schemaChanging = this.ddlRunning;
     for (const stmt of statements) {
       const refuse = (reason: Reason) => out.push({ ...stmt, refusal: stmt.refusal ?? reason });
-      if (schemaChanging && (stmt.command.tables.read.length > 0 || stmt.calls.length > 0)) {
+      if (
+        schemaChanging &&
+        (stmt.command.tables.read.length > 0 || stmt.calls.length > 0 || stmt.operators.length > 0)
+      ) {
         refuse({
           code: "pg.catalog_changed",
           message:

@@ -101,8 +101,13 @@ export interface AnalyzedStatement {
    */
   text: string;
   masking: Masking;
-  /** Functions as called (name as written, schema-qualified when the text is): what catalog resolution looks up. */
-  calls: string[];
+  /**
+   * Functions as called, each the name's parts as written (["public", "f"], or ["f"] unqualified): what catalog
+   * resolution looks up.
+   */
+  calls: string[][];
+  /** Operators as written (["="], ["public", "==="]): a user-defined operator calls its function. */
+  operators: string[][];
   /**
    * Set when the proxy must refuse the statement whatever the policy says, because running it would make this
    * analysis wrong for later statements (pg.search_path_change: it would change what unqualified names mean).
@@ -344,6 +349,7 @@ function analyzeUncached(sql: string, schema: string, refusal: Reason): Analysis
       text,
       masking: { bare: w.bare, computed: w.computed },
       calls: w.calls,
+      operators: w.operators,
     };
     if (w.changesSearchPath) analyzed.refusal = refusal;
     statements.push(analyzed);

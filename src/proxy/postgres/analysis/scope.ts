@@ -122,6 +122,11 @@ export function colName(prefix: string, col: string): string {
   return prefix ? `${prefix}.${col}` : col;
 }
 
+/** Adds a name given as its parts (["public", "f"]): parts may hold any character, a dot included. */
+function addName(names: Map<string, string[]>, parts: string[]): void {
+  names.set(parts.join("\u0000"), parts);
+}
+
 /** set_config's first argument is a string literal naming a setting other than search_path. */
 export function settingOtherThanSearchPath(arg: Body | undefined): boolean {
   const sval = ((arg?.A_Const as Body | undefined)?.sval as Body | undefined)?.sval;
@@ -142,8 +147,10 @@ export abstract class ScopeWalk {
   readonly write = new Set<string>();
   readonly columns = new Set<string>();
   readonly functions = new Set<string>();
-  /** Functions as called: the name as written, with its schema when the text gives one ("public.f", "f"). */
-  readonly calls = new Set<string>();
+  /** Functions as called: the name as written, with its schema when the text gives one (["public", "f"], ["f"]). */
+  readonly calls = new Map<string, string[]>();
+  /** Operators used, as written (["="], ["public", "==="] from OPERATOR(public.===)): a user-defined one runs a function. */
+  readonly operators = new Map<string, string[]>();
   readonly bare = new Set<string>();
   readonly computed = new Set<string>();
   readonly derived = new Map<string, Derived>();
@@ -198,6 +205,9 @@ export abstract class ScopeWalk {
       case "FuncCall":
         this.funcCall(b, sc, m);
         return;
+      case "A_Expr":
+        this.operator(b);
+        break; // and its operands, below
       case "ParamRef": {
         const n = b.number as number | undefined;
         if (n !== undefined && n > this.params) this.params = n;
@@ -392,13 +402,33 @@ export abstract class ScopeWalk {
     else if (bare) this.bare.add(entry);
   }
 
+  /** Records the operators an expression resolves to (BETWEEN is two comparisons). */
+  operator(b: Body): void {
+    const kind = b.kind as string | undefined;
+    if (kind === "AEXPR_BETWEEN" || kind === "AEXPR_BETWEEN_SYM") {
+      addName(this.operators, [">="]);
+      addName(this.operators, ["<="]);
+    } else if (kind === "AEXPR_NOT_BETWEEN" || kind === "AEXPR_NOT_BETWEEN_SYM") {
+      addName(this.operators, ["<"]);
+      addName(this.operators, [">"]);
+    } else {
+      const name = (b.name as Body[] | undefined)?.map(
+        (p) => ((p.String as Body | undefined)?.sval as string | undefined) ?? "",
+      );
+      if (name?.length) addName(this.operators, name);
+    }
+  }
+
   funcCall(b: Body, sc: Scope, m: number): void {
     const fn = b.funcname as Body[] | undefined;
     const last = fn?.[fn.length - 1]?.String as Body | undefined;
     if (last) {
       const name = (last.sval as string).toLowerCase();
       this.functions.add(name);
-      this.calls.add((fn as Body[]).map((p) => (p.String as Body | undefined)?.sval ?? "").join("."));
+      addName(
+        this.calls,
+        (fn as Body[]).map((p) => ((p.String as Body | undefined)?.sval as string | undefined) ?? ""),
+      );
       if (name === "set_config" && !settingOtherThanSearchPath((b.args as Body[] | undefined)?.[0]))
         this.changesSearchPath = true;
     }

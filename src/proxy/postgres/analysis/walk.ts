@@ -26,7 +26,8 @@ export interface WalkResult {
   write: string[];
   columns: string[];
   functions: string[];
-  calls: string[];
+  calls: string[][];
+  operators: string[][];
   hasWhere: boolean;
   copy: CopyCommand | null;
   paramCount: number;
@@ -116,6 +117,7 @@ class Walk extends UtilityWalk {
 }
 
 const sorted = (s: Set<string>): string[] => [...s].sort();
+const byKey = (m: Map<string, string[]>): string[][] => [...m.keys()].sort().map((k) => m.get(k) as string[]);
 
 /**
  * Analyzes one top-level statement node of a parse result (`stmts[i].stmt`); unqualified relation names resolve
@@ -142,7 +144,8 @@ export function walkStatement(stmt: Body, schema = "public"): WalkResult {
     write: sorted(w.write),
     columns: sorted(w.columns),
     functions: sorted(w.functions),
-    calls: sorted(w.calls),
+    calls: byKey(w.calls),
+    operators: byKey(w.operators),
     hasWhere: w.hasWhere,
     copy: w.copy,
     paramCount: w.params,
