@@ -3,6 +3,7 @@
 // and `SELECT *` masked column by column. Real parts: PostgreSQL from the installed binaries seeded with the demo
 // schema, the development issuer, the example policies built with opa, psql as the client; decisions are read
 // back from the gateway's audit spool.
+import pg from "pg";
 import t from "tap";
 import { spoolRecords } from "../../src/audit/reader.js";
 import { recordBody } from "../../src/audit/record.js";
@@ -28,6 +29,7 @@ t.before(async () => {
       BEGIN RETURN (SELECT ssn FROM public.users WHERE id = i); END $$;
     CREATE FUNCTION public.bump() RETURNS int LANGUAGE sql VOLATILE AS
       'UPDATE public.orders SET total = total + 1 WHERE id = 40 RETURNING 1';
+    CREATE VIEW public.renamed AS SELECT id, name AS label FROM public.users;
     CREATE VIEW public.via_function AS SELECT id, public.ssn_of(id) AS x FROM public.users;
     CREATE SEQUENCE public.ticket_seq;
     CREATE FUNCTION public.peek(text, int) RETURNS boolean LANGUAGE sql AS
@@ -226,3 +228,52 @@ t.test("an error of a masked statement does not echo a masked value", async (t) 
   const after = await run(alice, "SELECT id FROM orders WHERE id = 40");
   t.equal(after.code, 0, "the session goes on");
 });
+
+t.test(
+  "a view changed through pamgate is seen at once: the catalog cache is cleared when the change has run",
+  async (t) => {
+    const before = await run(alice, "SELECT label FROM renamed ORDER BY id");
+    t.match(before.stdout, /Ada Lovelace/, "label is the name, unmasked");
+
+    // carol (dba, pii-readers) redefines the view; DDL needs a dba's approval, bob gives it.
+    const c = new pg.Client({ connectionString: g.url(carol) });
+    await c.connect();
+    t.teardown(() => c.end());
+    const ddl = "CREATE OR REPLACE VIEW public.renamed AS SELECT id, ssn AS label FROM public.users";
+    const held = c.query(ddl);
+    let pending: Awaited<ReturnType<typeof g.gw.approvals.list>>[number] | undefined;
+    for (let i = 0; i < 200 && !pending; i++) {
+      pending = (await g.gw.approvals.list({ status: "pending" }))[0];
+      if (!pending) await new Promise((r) => setTimeout(r, 25));
+    }
+    const bob = (await g.gw.verifier.verify(await g.tokenFor("bob"))).identity;
+    await g.gw.approvals.approve((pending as { id: string }).id, bob, { comment: "ok" });
+    await held;
+
+    const after = await run(alice, "SELECT label FROM renamed ORDER BY id");
+    t.equal(after.code, 0, after.stderr);
+    t.notMatch(after.stdout, SSNS, "the new definition's masked column is masked right away");
+    t.match(after.stdout, /\*{7}6789/);
+  },
+);
+
+t.test(
+  "reading objects after a schema change in the same message is refused (pg.catalog_changed)",
+  async (t) => {
+    const r = await run(
+      carol,
+      "CREATE VIEW public.fresh AS SELECT ssn AS x FROM public.users; SELECT x FROM public.fresh",
+    );
+    t.not(r.code, 0);
+    t.match(r.stderr, /after a schema change in the same message/);
+    const codes = r.recs.map((d) => d.reason_codes);
+    t.same(codes, [["batch.blocked"], ["pg.catalog_changed"]], "nothing ran, and each record says why");
+    const db = await g.direct();
+    t.teardown(() => db.end());
+    t.equal(
+      (await db.query("SELECT to_regclass('public.fresh') AS r")).rows[0].r,
+      null,
+      "the view was not created",
+    );
+  },
+);
