@@ -19,7 +19,7 @@ import { type Logger, silentLogger } from "../util/log.js";
 import { acquirePidLock, LockHeldError } from "../util/pid-lock.js";
 import { AuditUnavailableError, errnoCode } from "./errors.js";
 import { nodeIo, type SpoolIo } from "./io.js";
-import { encodeInto, genesisHash, KIND_PATTERN, type SpoolRecord } from "./record.js";
+import { encodeInto, genesisHash, KIND_PATTERN } from "./record.js";
 import {
   ANCHOR_FILE,
   LOCK_FILE,

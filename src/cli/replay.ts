@@ -1,8 +1,10 @@
 // `pamgate replay <session-id>`: plays a recorded terminal session in this terminal with its timing (pauses
-// capped, --speed to go faster), or prints a statement/request session's JSON-lines transcript. `--cast` prints
+// capped, --speed to go faster), or prints a statement/request session's transcript as a readable psql-like log
+// (its JSON lines with --json). `--cast` prints
 // a terminal session as an asciicast v2 file instead (`pamgate replay ID --cast > s.cast; asciinema play s.cast`).
 import { spoolRecords } from "../audit/reader.js";
 import { loadRecording, playTerminal, postgresRecordingRecords, recordingFile } from "../audit/replay.js";
+import { formatTranscript } from "../audit/transcript-format.js";
 import { CliError, parse } from "./args.js";
 
 export async function replayCommand(argv: string[]): Promise<number> {
@@ -16,6 +18,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
       speed: { type: "string" },
       "idle-cap": { type: "string" },
       cast: { type: "boolean" },
+      json: { type: "boolean" },
       "show-input": { type: "boolean" },
     },
     1,
@@ -23,7 +26,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
   const sessionId = positionals[0];
   if (!sessionId) {
     throw new CliError(
-      "usage: pamgate replay <session-id> [--spool DIR | --postgres URL [--table T]] [--speed N] [--idle-cap S] [--cast] [--show-input]",
+      "usage: pamgate replay <session-id> [--spool DIR | --postgres URL [--table T]] [--speed N] [--idle-cap S] [--cast] [--json] [--show-input]",
     );
   }
   const speed = values.speed === undefined ? 1 : Number(values.speed);
@@ -55,7 +58,12 @@ export async function replayCommand(argv: string[]): Promise<number> {
   }
   if (!rec.complete)
     process.stderr.write("pamgate: note: the recording has no final part (still running?)\n");
-  if (rec.format !== "asciicast-v2" || values.cast) {
+  if (rec.format !== "asciicast-v2") {
+    // a statement/request transcript: readable, or its JSON lines with --json
+    process.stdout.write(values.json ? recordingFile(rec) : formatTranscript(rec));
+    return 0;
+  }
+  if (values.cast) {
     process.stdout.write(recordingFile(rec));
     return 0;
   }

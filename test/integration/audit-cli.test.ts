@@ -64,7 +64,34 @@ t.test("audit CLI", async (t) => {
   term.output("uptime\r\n 10:00 up 3 days\r\n$ ");
   await term.close();
   const tr = audit.openTranscript("pg-1");
-  tr.entry({ type: "statement", decision_id: "d-1", action: "allow", statement: "select" });
+  tr.entry({
+    event: "statement",
+    decision_id: "d-1",
+    action: "allow",
+    statement: "select",
+    text: "SELECT id, ssn FROM users WHERE id < $1",
+  });
+  tr.entry({
+    event: "result",
+    decision_id: "d-1",
+    tag: "SELECT 3",
+    rows: 3,
+    columns: ["id", "ssn"],
+    sample: [
+      ["1", "*******6789"],
+      ["2", null],
+    ],
+    truncated: true,
+    duration_ms: 1.25,
+  });
+  tr.entry({
+    event: "statement",
+    decision_id: "d-2",
+    action: "block",
+    statement: "drop",
+    text: "DROP TABLE users",
+    reasons: ["pg.prod_destructive_needs_approval"],
+  });
   await tr.close();
   await audit.close();
 
@@ -150,13 +177,35 @@ t.test("audit CLI", async (t) => {
       [2, "o", "uptime\r\n 10:00 up 3 days\r\n$ "],
     ]);
 
-    const transcript = pamgate(["replay", "pg-1", "--spool", spool]);
+    const transcript = pamgate(["replay", "pg-1", "--spool", spool, "--json"]);
     const tl = transcript.stdout
       .trimEnd()
       .split("\n")
       .map((l) => JSON.parse(l));
     t.match(tl[0], { version: 1, session_id: "pg-1" });
-    t.match(tl[1], { type: "statement", decision_id: "d-1", action: "allow" });
+    t.match(tl[1], { event: "statement", decision_id: "d-1", action: "allow" });
+
+    const readable = pamgate(["replay", "pg-1", "--spool", spool]);
+    t.equal(readable.code, 0, readable.stderr);
+    t.equal(
+      readable.stdout,
+      [
+        "-- session pg-1",
+        "",
+        "=> SELECT id, ssn FROM users WHERE id < $1;",
+        " id |     ssn",
+        "----+-------------",
+        " 1  | *******6789",
+        " 2  |",
+        "(3 rows) (first 2 shown)",
+        "Time: 1.250 ms",
+        "",
+        "=> DROP TABLE users;",
+        "-- pamgate: block (pg.prod_destructive_needs_approval)",
+        "",
+      ].join("\n"),
+      "a psql-like transcript",
+    );
 
     const missing = pamgate(["replay", "nope", "--spool", spool]);
     t.equal(missing.code, 1);

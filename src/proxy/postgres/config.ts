@@ -9,6 +9,18 @@ export const PostgresListenerSchema = Type.Object(
     ...listenerBaseProperties,
     /** Largest client message accepted (bytes). */
     max_message_bytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+    /** What session transcripts keep of each statement and its result. */
+    transcript: Type.Optional(
+      Type.Object(
+        {
+          /** "normalized" (default: literals replaced by $n), "full" (as sent) or "none". */
+          statement_text: Type.Optional(StringEnum(["normalized", "full", "none"])),
+          /** First rows of each result kept, as the client got them (masked). Default 20; 0 keeps none. */
+          max_rows: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

@@ -278,6 +278,11 @@ export class PostgresListener implements AdapterListener {
       masker: this.masker,
       log: this.log,
       maxFrame: this.options.config.max_message_bytes ?? 64 * 1024 * 1024,
+      transcript: {
+        statementText: this.options.config.transcript?.statement_text ?? "normalized",
+        maxRows: this.options.config.transcript?.max_rows ?? 20,
+        secrets: resource.target.password ? [resource.target.password] : [],
+      },
       schema: resource.schema,
     });
     this.sessions.add(session);

@@ -24,6 +24,8 @@ import { Masker, planFor, planForColumns } from "./masking.js";
 import { ClientOutput } from "./output.js";
 import type { ResolvedStatement, Resolver } from "./resolve.js";
 import { type Columns, type Expectation, ExpectationQueue, type MaskContext } from "./responses.js";
+import { ResultLog } from "./result-log.js";
+import { type StatementTextMode, transcriptText } from "./transcript-text.js";
 import {
   BackendType,
   decodeBind,
@@ -59,6 +61,8 @@ export interface SessionDeps {
   masker: Masker;
   log: Logger;
   maxFrame: number;
+  /** What the session transcript keeps of each statement and its result (listeners.postgres.transcript). */
+  transcript?: { statementText: StatementTextMode; maxRows: number; secrets: readonly string[] };
   /** Where unqualified names resolve: the schema the upstream session's search_path is pinned to (default public). */
   schema?: string;
 }
@@ -91,6 +95,8 @@ export class ProxySession {
   private readonly upstreamSpan = newSpan();
   private readonly out = new ClientOutput((buf) => this.toClient(buf));
   private readonly ctx: SessionContext;
+  /** Each statement's result, for the transcript. */
+  private readonly results: ResultLog;
 
   constructor(
     private readonly client: Socket,
@@ -99,6 +105,10 @@ export class ProxySession {
     private readonly deps: SessionDeps,
   ) {
     this.ctx = session.ctx;
+    this.results = new ResultLog((entry) => session.transcript(entry), {
+      maxRows: deps.transcript?.maxRows ?? 20,
+      secrets: deps.transcript?.secrets,
+    });
     this.clientIn = new FrameReader(deps.maxFrame);
     this.clientIn.startup = false;
     this.upstreamIn = new FrameReader(1 << 30);
@@ -237,6 +247,7 @@ export class ProxySession {
       );
     const d = await this.decideAll(analysis.statements);
     if ("blocked" in d) return this.blockSimple(d.blocked, d.sqlstate, d.fatal);
+    this.results.expect(d.ids);
     this.expect.push({ kind: "query", mask: d.mask });
     this.toUpstream(frame.raw);
   }
@@ -248,7 +259,9 @@ export class ProxySession {
    */
   private async decideAll(
     analyzed: readonly AnalyzedStatement[],
-  ): Promise<{ mask: MaskContext | null } | { blocked: Reason[]; sqlstate: string; fatal: boolean }> {
+  ): Promise<
+    { mask: MaskContext | null; ids: string[] } | { blocked: Reason[]; sqlstate: string; fatal: boolean }
+  > {
     let copyPlan: MaskContext["copyPlan"];
     const statements = await this.resolveAll(analyzed);
     const reqs = statements.map(
@@ -275,7 +288,8 @@ export class ProxySession {
     if (batch.action === "block")
       return { blocked: batch.reasons, sqlstate: batch.fatal ? "28000" : "42501", fatal: batch.fatal };
     const masks = batch.outcomes.flatMap((o) => o.mask);
-    return { mask: masks.length > 0 ? { masks, plan: null, copyPlan } : null };
+    const ids = batch.outcomes.map((o) => o.decision.decision_id);
+    return { mask: masks.length > 0 ? { masks, plan: null, copyPlan } : null, ids };
   }
 
   /**
@@ -336,6 +350,7 @@ export class ProxySession {
         decision_id: out.decision.decision_id,
         action: out.action,
         statement: stmt.command.statement,
+        text: transcriptText(stmt, this.deps.transcript?.statementText, this.deps.transcript?.secrets),
         fingerprint: stmt.command.fingerprint,
         reasons: out.reasons.map((r) => r.code),
         approval_id: out.approvalId,
@@ -372,6 +387,7 @@ export class ProxySession {
     }
     const d = await this.decideAll(stmt.analysis.statements);
     if ("blocked" in d) return this.blockExtended(d.blocked, d.sqlstate, d.fatal);
+    this.results.expect(d.ids);
     const mask = d.mask;
     if (mask) {
       // Learn the portal's columns (with the client's result formats) right before it runs, unseen by the client.
@@ -476,10 +492,12 @@ export class ProxySession {
         this.out.slabOffset,
       );
       if (n >= 0) {
+        if (this.results.wantsRow) this.results.dataRow(slab, this.out.slabOffset, this.out.slabOffset + n);
         this.out.commit(n);
         return;
       }
     }
+    if (this.results.wantsRow) this.results.dataRow(span.buf, span.start, span.end);
     this.out.add(span.buf, span.start, span.end);
   }
 
@@ -530,6 +548,7 @@ export class ProxySession {
         return frame.raw;
       case BackendType.readyForQuery:
         this.tx = String.fromCharCode(frame.raw[5] as number) as TxStatus;
+        this.results.sync();
         if (this.ddlRunning) {
           this.ddlRunning = false;
           this.deps.catalog.invalidate();
@@ -560,6 +579,13 @@ export class ProxySession {
       case BackendType.commandComplete:
       case BackendType.emptyQuery:
       case BackendType.portalSuspended:
+        this.results.complete(
+          frame.type === BackendType.commandComplete
+            ? frame.raw.toString("utf8", 5, frame.raw.length - 1)
+            : frame.type === BackendType.emptyQuery
+              ? ""
+              : "(portal suspended)",
+        );
         this.resultPlan = null;
         this.copyOutPlan = null;
         if (head?.kind === "execute") this.expect.shift();
@@ -595,7 +621,10 @@ export class ProxySession {
       this.expect.shift();
       this.expect.skipToSync();
     }
-    return masked ? toClient.errorResponse(withheldError(decodeErrorFields(frame))) : frame.raw;
+    const server = decodeErrorFields(frame);
+    const sent = masked ? withheldError(server) : null;
+    this.results.error(sent?.code ?? server.C ?? "", sent?.message ?? server.M ?? "");
+    return sent ? toClient.errorResponse(sent) : frame.raw;
   }
 
   private onRowDescription(
@@ -604,6 +633,7 @@ export class ProxySession {
   ): Buffer | null | Promise<Buffer | null> {
     const describeOf = head?.kind === "describe-statement" || head?.kind === "describe-portal";
     if (describeOf) this.expect.shift();
+    if (head?.kind !== "describe-statement") this.results.rowDescription(decodeRowDescription(frame));
     if (head?.kind === "describe-statement") {
       const s = this.statements.get(head.statement);
       if (s) s.columns = decodeRowDescription(frame);
