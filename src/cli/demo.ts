@@ -76,6 +76,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     "Alice, an engineer:",
     `${psql("ALICE", "SELECT id, total FROM orders WHERE id = 42")}        # allow`,
     `${psql("ALICE", "SELECT name, ssn, email FROM users")}               # mask: ssn and email rewritten`,
+    `${psql("ALICE", "SELECT * FROM users LIMIT 10")}                     # mask: * expanded, column by column`,
     `${psql("ALICE", "DELETE FROM orders")}                               # block: no WHERE clause`,
     `${psql("ALICE", "ALTER TABLE orders ADD COLUMN note text")}          # approve: waits for a dba`,
     "",
