@@ -1,4 +1,5 @@
-# SSH: one decision per channel request (exec, shell, subsystem, port_forward).
+# SSH: one decision per channel and request — session, env, pty, shell, exec, subsystem, sftp (each SFTP
+# operation naming a path), x11, agent_forward, port_forward, and channels of unknown types (docs/policy-contract.md).
 #
 # Messages name programs (and, for destructive commands, the offending path or device), never the command line:
 # lines can carry secrets, and the verdict is logged next to the (masked, see policies/system/log.rego) input.
@@ -105,7 +106,91 @@ deny contains common.reason("ssh.unparsed_command", msg) if {
 	input.protocol == "ssh"
 	request == "exec"
 	count(commands) == 0
-	msg := "the command line could not be parsed into commands, so it cannot be checked; simplify it (no here-documents or subshells)."
+	msg := "the command line could not be parsed into commands, so it cannot be checked."
+}
+
+# --- transfers: a resource labelled transfer=download-only takes no writes -------------------------------------
+
+download_only if input.resource.labels.transfer == "download-only"
+
+deny contains common.reason("ssh.download_only", msg) if {
+	input.protocol == "ssh"
+	download_only
+	request == "sftp"
+	input.command.mutating == true
+	msg := concat("", [
+		"", input.resource.name, " is download-only: SFTP ", input.command.op, " of ", input.command.path,
+		" would change it.",
+	])
+}
+
+deny contains common.reason("ssh.download_only", msg) if {
+	input.protocol == "ssh"
+	download_only
+	request == "exec"
+	input.command.transfer.direction == "upload"
+	msg := concat("", ["", input.resource.name, " is download-only: scp uploads are refused."])
+}
+
+# Writes into system directories over SFTP (an upload replacing /etc/passwd is as destructive as rm).
+deny contains common.reason("ssh.sftp_protected_path", msg) if {
+	input.protocol == "ssh"
+	request == "sftp"
+	input.command.mutating == true
+	some p in {input.command.path, object.get(input.command, "target", "")}
+	some prefix in cfg.sftp_protected_prefixes
+	startswith(p, prefix)
+	msg := concat("", ["SFTP ", input.command.op, " under ", prefix, " is refused: it changes the system."])
+}
+
+# --- environment, forwarding ------------------------------------------------------------------------------------
+
+env_allowed(name) if cfg.allowed_env[name]
+
+env_allowed(name) if {
+	some prefix in cfg.allowed_env_prefixes
+	startswith(name, prefix)
+}
+
+deny contains common.reason("ssh.env_not_allowed", msg) if {
+	input.protocol == "ssh"
+	request == "env"
+	not env_allowed(input.command.name)
+	msg := concat("", [
+		"environment variable ", input.command.name,
+		" is not passed to the target (only locale and terminal settings are).",
+	])
+}
+
+forward_allowed if {
+	input.command.direction == "local"
+	cfg.allowed_local_forwards[concat(":", [input.command.host, format_int(input.command.port, 10)])]
+	common.is_human
+}
+
+deny contains common.reason("ssh.port_forward", msg) if {
+	input.protocol == "ssh"
+	request == "port_forward"
+	not forward_allowed
+	msg := "port forwarding is disabled: it would tunnel around the gateway. Register the target as its own resource."
+}
+
+deny contains common.reason("ssh.x11_forwarding", msg) if {
+	input.protocol == "ssh"
+	request == "x11"
+	msg := "X11 forwarding is disabled: the target would reach into your display."
+}
+
+deny contains common.reason("ssh.agent_forwarding", msg) if {
+	input.protocol == "ssh"
+	request == "agent_forward"
+	msg := "agent forwarding is disabled: the target could use your keys. pamgate logs in to targets itself."
+}
+
+deny contains common.reason("ssh.channel_not_allowed", msg) if {
+	input.protocol == "ssh"
+	request == "channel"
+	msg := concat("", ["channels of type ", input.command.channel_type, " are not allowed."])
 }
 
 deny contains common.reason("ssh.shell_machine", msg) if {
@@ -116,12 +201,6 @@ deny contains common.reason("ssh.shell_machine", msg) if {
 		common.who,
 		" is a machine identity and may not open an interactive shell; send explicit commands (exec) instead.",
 	])
-}
-
-deny contains common.reason("ssh.port_forward", msg) if {
-	input.protocol == "ssh"
-	request == "port_forward"
-	msg := "port forwarding is disabled: it would tunnel around the gateway. Register the target as its own resource."
 }
 
 deny contains common.reason("ssh.subsystem_not_allowed", msg) if {
@@ -145,7 +224,56 @@ approve contains common.approval("ssh.sudo_needs_approval", msg, cfg.sudo_approv
 	])
 }
 
+# --- mask -------------------------------------------------------------------------------------------------------
+
+# Reading a secret file: the client sees it, the recording keeps only how many bytes it was (recording.output is
+# the one field SSH can mask).
+secret_read contains a if {
+	some c in commands
+	cfg.file_readers[base(c.program)]
+	some a in c.args
+	some pattern in cfg.secret_file_patterns
+	contains(a, pattern)
+}
+
+mask contains common.masking("recording.output", "redact", "ssh.secret_output", msg) if {
+	input.protocol == "ssh"
+	request == "exec"
+	count(secret_read) > 0
+	msg := concat("", ["the output of reading ", concat(", ", sort(secret_read)), " is not kept in the recording."])
+}
+
 # --- allow ------------------------------------------------------------------------------------------------------
+
+allow contains common.reason("ssh.session_allowed", "a session channel is allowed.") if {
+	input.protocol == "ssh"
+	request == "session"
+}
+
+allow contains common.reason("ssh.env_allowed", msg) if {
+	input.protocol == "ssh"
+	request == "env"
+	env_allowed(input.command.name)
+	msg := concat("", ["environment variable ", input.command.name, " is passed."])
+}
+
+allow contains common.reason("ssh.pty_allowed", "a terminal is allowed.") if {
+	input.protocol == "ssh"
+	request == "pty"
+}
+
+allow contains common.reason("ssh.sftp_allowed", msg) if {
+	input.protocol == "ssh"
+	request == "sftp"
+	msg := concat("", ["SFTP ", input.command.op, " is allowed."])
+}
+
+allow contains common.reason("ssh.port_forward_allowed", msg) if {
+	input.protocol == "ssh"
+	request == "port_forward"
+	forward_allowed
+	msg := concat("", ["forwarding to ", input.command.host, ":", format_int(input.command.port, 10), " is allowed."])
+}
 
 allow contains common.reason("ssh.exec_allowed", msg) if {
 	input.protocol == "ssh"

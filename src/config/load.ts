@@ -5,6 +5,7 @@ import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { Ajv, type ErrorObject } from "ajv";
 import { isMap, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import { ADAPTERS } from "../proxy/registry.js";
 import type { CredentialSource, GatewayConfig } from "./schema.js";
 import { configSchema } from "./schema.js";
 
@@ -133,14 +134,22 @@ function resolvePaths(config: GatewayConfig, base: string): GatewayConfig {
   out.policy.policies = abs(out.policy.policies);
   if (out.policy.verification)
     out.policy.verification.key_file = abs(out.policy.verification.key_file) as string;
-  if (out.listeners.postgres?.tls) {
-    out.listeners.postgres.tls.cert_file = abs(out.listeners.postgres.tls.cert_file) as string;
-    out.listeners.postgres.tls.key_file = abs(out.listeners.postgres.tls.key_file) as string;
+  for (const adapter of ADAPTERS) {
+    const listener = (out.listeners as Record<string, Record<string, unknown> | undefined>)[adapter.protocol];
+    if (!listener) continue;
+    const tls = listener.tls as { cert_file: string; key_file: string } | undefined;
+    if (tls) {
+      tls.cert_file = abs(tls.cert_file) as string;
+      tls.key_file = abs(tls.key_file) as string;
+    }
+    for (const key of adapter.listenerFiles ?? [])
+      if (typeof listener[key] === "string") listener[key] = abs(listener[key]);
   }
   if (out.store?.type === "embedded") out.store.dir = abs(out.store.dir) as string;
   if (out.audit) out.audit.dir = abs(out.audit.dir) as string;
   for (const r of out.resources) {
-    if (r.credentials.password_file) r.credentials.password_file = abs(r.credentials.password_file);
+    if (r.credentials?.password_file) r.credentials.password_file = abs(r.credentials.password_file);
+    if (r.credentials?.key_file) r.credentials.key_file = abs(r.credentials.key_file);
   }
   return out;
 }
@@ -173,6 +182,15 @@ export async function resolveCredential(source: CredentialSource, resource: stri
     } catch (err) {
       throw new ConfigError([
         `resources "${resource}": credentials.password_file: cannot read ${source.password_file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
+      ]);
+    }
+  }
+  if (source.key_file) {
+    try {
+      return await readFile(source.key_file, "utf8");
+    } catch (err) {
+      throw new ConfigError([
+        `resources "${resource}": credentials.key_file: cannot read ${source.key_file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
       ]);
     }
   }

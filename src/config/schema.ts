@@ -29,6 +29,8 @@ export const CredentialSourceSchema = Type.Object(
     password_env: Type.Optional(NonEmpty),
     /** Path of a file holding the password (first line). */
     password_file: Type.Optional(NonEmpty),
+    /** Path of a file holding a private key (the whole file), e.g. an SSH target's fallback key. */
+    key_file: Type.Optional(NonEmpty),
   },
   { ...closed, minProperties: 1, maxProperties: 1 },
 );
@@ -38,9 +40,9 @@ export type CredentialSource = Static<typeof CredentialSourceSchema>;
 const resourceCommon = {
   name: Type.String({ pattern: "^[A-Za-z0-9_.-]+$" }),
   labels: Type.Optional(StringMap),
-  credentials: CredentialSourceSchema,
 };
-const ResourceCommon = Type.Object(resourceCommon);
+/** Required unless the adapter says its upstream can do without (ProtocolAdapter.credentials). */
+const ResourceCommon = Type.Object({ ...resourceCommon, credentials: Type.Optional(CredentialSourceSchema) });
 
 /** A resource of one adapter's kind: the common fields, `kind`, and that adapter's upstream. */
 type ResourceOf<A> = A extends RegisteredAdapter
@@ -51,7 +53,16 @@ export type ResourceConfig = ResourceOf<RegisteredAdapter>;
 const ResourceSchema = OneOfByKey<ResourceConfig>(
   "kind",
   ADAPTERS.map((a) =>
-    Type.Object({ ...resourceCommon, kind: Type.Literal(a.protocol), upstream: a.upstreamSchema }, closed),
+    Type.Object(
+      {
+        ...resourceCommon,
+        credentials:
+          a.credentials === "optional" ? Type.Optional(CredentialSourceSchema) : CredentialSourceSchema,
+        kind: Type.Literal(a.protocol),
+        upstream: a.upstreamSchema,
+      },
+      closed,
+    ),
   ),
 );
 

@@ -299,6 +299,6 @@ async function adapterResource(r: ResourceConfig): Promise<AdapterResource<Recor
   return {
     resource: { name: r.name, kind: r.kind, labels: r.labels ?? {} },
     upstream: r.upstream,
-    secret: await resolveCredential(r.credentials, r.name),
+    secret: r.credentials ? await resolveCredential(r.credentials, r.name) : "",
   };
 }

@@ -37,7 +37,10 @@ export interface AdapterResource<Upstream> {
   /** What clients name to reach it, and the policy's input.resource. */
   resource: Resource;
   upstream: Upstream;
-  /** The gateway-held secret for the upstream (resolved from credentials: env, file or inline); never logged. */
+  /**
+   * The gateway-held secret for the upstream (resolved from credentials: env, file or inline); never logged.
+   * "" when the resource has no credentials (allowed only where the adapter's `credentials` is "optional").
+   */
   secret: string;
 }
 
@@ -78,6 +81,13 @@ export interface ProtocolAdapter<
   readonly listenerSchema: Listen;
   /** JSON Schema of resources[].upstream for resources of kind <protocol>. */
   readonly upstreamSchema: Upstream;
+  /**
+   * Whether resources of this kind must name `credentials` (default "required"). SSH makes them optional: its
+   * targets trust the gateway's certificate authority, and a key is only the fallback.
+   */
+  readonly credentials?: "required" | "optional";
+  /** Top-level fields of listeners.<protocol> that name files, resolved relative to the configuration file. */
+  readonly listenerFiles?: readonly string[];
   /**
    * Whether the adapter can rewrite responses at all. An adapter that cannot never passes a `checkMask` hook, and
    * the pipeline then turns every mask verdict into a block (see CommandPipeline.decideBatch).

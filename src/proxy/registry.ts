@@ -2,7 +2,8 @@
 // resources[] by kind) and the gateway's listeners are composed from this list; nothing else names a protocol's
 // module. To add a protocol, add its folder under src/proxy/ and its line here (docs/adapters.md).
 import { postgresAdapter } from "./postgres/adapter.js";
+import { sshAdapter } from "./ssh/adapter.js";
 
-export const ADAPTERS = [postgresAdapter] as const;
+export const ADAPTERS = [postgresAdapter, sshAdapter] as const;
 
 export type RegisteredAdapter = (typeof ADAPTERS)[number];

@@ -191,9 +191,97 @@ test_port_forward_blocked if {
 }
 
 test_unknown_request_default_deny if {
-	v := verdict(t.ssh(t.alice, "staging", {"request": "x11"}))
+	v := verdict(t.ssh(t.alice, "staging", {"request": "teleport"}))
 	v.reasons == [{
 		"code": "policy.default_deny",
-		"message": "no policy rule allows this ssh x11 request, so it is blocked; ask your security team for an allow rule.",
+		"message": "no policy rule allows this ssh teleport request, so it is blocked; ask your security team for an allow rule.",
 	}]
+}
+
+# --- channels and requests --------------------------------------------------------------------------------------
+
+test_session_pty_allowed if {
+	every req in [{"request": "session"}, {"request": "pty", "term": "xterm", "cols": 80, "rows": 24}] {
+		verdict(t.ssh(t.bot, "production", req)).action == "allow"
+	}
+}
+
+test_env_locale_allowed_others_blocked if {
+	every name in ["LANG", "LC_ALL", "LC_CTYPE", "TERM"] {
+		verdict(t.ssh(t.alice, "staging", {"request": "env", "name": name})).action == "allow"
+	}
+	every name in ["LD_PRELOAD", "PATH", "BASH_ENV"] {
+		v := verdict(t.ssh(t.alice, "staging", {"request": "env", "name": name}))
+		t.codes(v) == {"ssh.env_not_allowed"}
+	}
+}
+
+test_x11_agent_forwarding_blocked if {
+	t.codes(verdict(t.ssh(t.alice, "staging", {"request": "x11", "single_connection": false}))) == {"ssh.x11_forwarding"}
+	t.codes(verdict(t.ssh(t.alice, "staging", {"request": "agent_forward"}))) == {"ssh.agent_forwarding"}
+}
+
+test_unknown_channel_blocked if {
+	v := verdict(t.ssh(t.alice, "staging", {"request": "channel", "channel_type": "x-custom@example.com"}))
+	v.reasons == [{"code": "ssh.channel_not_allowed", "message": "channels of type x-custom@example.com are not allowed."}]
+}
+
+fwd(direction, host, port) := {"request": "port_forward", "direction": direction, "host": host, "port": port}
+
+test_forward_allowed_by_config if {
+	v := verdict(t.ssh(t.alice, "staging", fwd("local", "127.0.0.1", 8080))) with data.config.ssh.allowed_local_forwards as {"127.0.0.1:8080": true}
+	v.action == "allow"
+	t.codes(v) == {"ssh.port_forward_allowed"}
+
+	# not for another port, not remote, not for a machine
+	t.codes(verdict(t.ssh(t.alice, "staging", fwd("local", "127.0.0.1", 22)))) == {"ssh.port_forward"} with data.config.ssh.allowed_local_forwards as {"127.0.0.1:8080": true}
+	t.codes(verdict(t.ssh(t.alice, "staging", fwd("remote", "127.0.0.1", 8080)))) == {"ssh.port_forward"} with data.config.ssh.allowed_local_forwards as {"127.0.0.1:8080": true}
+	t.codes(verdict(t.ssh(t.bot, "staging", fwd("local", "127.0.0.1", 8080)))) == {"ssh.port_forward"} with data.config.ssh.allowed_local_forwards as {"127.0.0.1:8080": true}
+}
+
+# --- sftp and scp -----------------------------------------------------------------------------------------------
+
+sftp(op, path, mutating) := {"request": "sftp", "op": op, "path": path, "direction": "none", "mutating": mutating}
+
+download_only_input(command) := object.union(t.ssh(t.alice, "staging", command), {"resource": {"name": "archive", "kind": "ssh", "labels": {"transfer": "download-only"}}})
+
+test_sftp_allowed if {
+	every cmd in [sftp("open", "/srv/app/log.txt", false), sftp("open", "/tmp/upload.bin", true), sftp("mkdir", "/tmp/x", true)] {
+		verdict(t.ssh(t.alice, "staging", cmd)).action == "allow"
+	}
+}
+
+test_sftp_download_only if {
+	verdict(download_only_input(sftp("open", "/srv/data.csv", false))).action == "allow"
+	every op in ["open", "remove", "mkdir", "rename", "setstat"] {
+		v := verdict(download_only_input(sftp(op, "/srv/data.csv", true)))
+		t.codes(v) == {"ssh.download_only"}
+	}
+	v := verdict(download_only_input(sftp("remove", "/srv/data.csv", true)))
+	v.reasons[0].message == "archive is download-only: SFTP remove of /srv/data.csv would change it."
+}
+
+test_scp_upload_download_only if {
+	up := object.union(t.exec("scp -t /srv", [t.cmd("scp", ["-t", "/srv"])]), {"transfer": {"direction": "upload", "paths": ["/srv"]}})
+	t.codes(verdict(download_only_input(up))) == {"ssh.download_only"}
+	down := object.union(t.exec("scp -f /srv/a", [t.cmd("scp", ["-f", "/srv/a"])]), {"transfer": {"direction": "download", "paths": ["/srv/a"]}})
+	verdict(download_only_input(down)).action == "allow"
+	verdict(t.ssh(t.alice, "staging", up)).action == "allow"
+}
+
+test_sftp_protected_paths if {
+	t.codes(verdict(t.ssh(t.alice, "staging", sftp("open", "/etc/passwd", true)))) == {"ssh.sftp_protected_path"}
+	rename := object.union(sftp("rename", "/tmp/x", true), {"target": "/usr/bin/ls"})
+	t.codes(verdict(t.ssh(t.alice, "staging", rename))) == {"ssh.sftp_protected_path"}
+	verdict(t.ssh(t.alice, "staging", sftp("open", "/etc/passwd", false))).action == "allow"
+}
+
+# --- masking the recording --------------------------------------------------------------------------------------
+
+test_secret_file_output_masked_in_recording if {
+	v := exec_verdict(t.alice, "cat /srv/app/.env", [t.cmd("cat", ["/srv/app/.env"])])
+	v.action == "mask"
+	v.mask == [{"field": "recording.output", "strategy": "redact"}]
+	t.codes(v) == {"ssh.secret_output"}
+	exec_verdict(t.alice, "cat /srv/app/README", [t.cmd("cat", ["/srv/app/README"])]).action == "allow"
 }

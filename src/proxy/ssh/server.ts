@@ -1,0 +1,219 @@
+// The SSH listener: an ssh2 Server with the gateway's host key. The client names the resource in the SSH user name
+// (`login@resource`, `resource`, or a name in listeners.ssh.users) and presents its OIDC access token as the
+// password or at the keyboard-interactive prompt; the gateway's session opener verifies it (the SSH transport is
+// encrypted, so the token never travels in the clear). A refusal is sent as a USERAUTH banner, which OpenSSH
+// prints, before authentication fails. Each authenticated connection is an SshConnection.
+import { readFileSync } from "node:fs";
+import ssh2, { type AuthContext, type Connection } from "ssh2";
+import { type Authenticated, type OpenSession, SessionRefusedError } from "../../gateway/sessions.js";
+import type { ComponentStatus } from "../../status/status.js";
+import { errorText } from "../../util/errors.js";
+import { silentLogger } from "../../util/log.js";
+import type { AdapterContext, AdapterListener } from "../adapter.js";
+import { CertificateAuthority } from "./certificate.js";
+import { type CommandLineParser, loadCommandLineParser } from "./command-line.js";
+import type { SshListenerConfig, SshUpstreamConfig } from "./config.js";
+import { SshConnection } from "./connection.js";
+import { sendAuthBanner } from "./ssh2-internals.js";
+import { SshTarget } from "./target.js";
+
+const { Server } = ssh2;
+
+/** Token attempts per connection before it is closed. */
+const MAX_AUTH_ATTEMPTS = 3;
+const TOKEN_METHODS = ["keyboard-interactive", "password"] as const;
+
+export type SshListenerOptions = AdapterContext<SshListenerConfig, SshUpstreamConfig>;
+
+export class SshListener implements AdapterListener {
+  private server: InstanceType<typeof Server> | null = null;
+  private readonly log;
+  private readonly targets = new Map<string, SshTarget>();
+  private readonly users: Record<string, string>;
+  private readonly connections = new Set<Connection>();
+  private readonly live = new Set<SshConnection>();
+  private parser: CommandLineParser | null = null;
+  private hostKey: Buffer | null = null;
+  private state: ComponentStatus = { state: "not_ready", message: "not listening yet" };
+
+  constructor(private readonly options: SshListenerOptions) {
+    this.log = options.log ?? silentLogger;
+    const { config } = options;
+    let ca: CertificateAuthority | null = null;
+    if (config.ca_key_file) {
+      try {
+        ca = CertificateAuthority.fromPrivateKey(readFileSync(config.ca_key_file));
+      } catch (err) {
+        throw new Error(`listeners.ssh.ca_key_file ${config.ca_key_file}: ${errorText(err)}`);
+      }
+    }
+    for (const entry of options.resources)
+      this.targets.set(entry.resource.name, new SshTarget(entry, ca, config.certificate_ttl_s ?? 120));
+    this.users = config.users ?? {};
+    for (const [user, resource] of Object.entries(this.users))
+      if (!this.targets.has(resource))
+        throw new Error(`listeners.ssh.users.${user}: "${resource}" is not an ssh resource`);
+  }
+
+  async listen(): Promise<{ host: string; port: number }> {
+    const { config } = this.options;
+    try {
+      this.hostKey = readFileSync(config.host_key_file);
+    } catch (err) {
+      this.state = { state: "error", message: `cannot read the host key: ${errorText(err)}` };
+      throw new Error(`listeners.ssh.host_key_file ${config.host_key_file}: ${errorText(err)}`);
+    }
+    try {
+      this.parser = await loadCommandLineParser({ maxBytes: config.max_command_bytes ?? 16 * 1024 });
+    } catch (err) {
+      this.state = { state: "error", message: `the shell parser cannot be loaded: ${errorText(err)}` };
+      throw err;
+    }
+    const server = new Server(
+      {
+        hostKeys: [this.hostKey],
+        ident: "pamgate",
+        debug: process.env.PAMGATE_SSH_DEBUG ? (s: string) => console.error(s) : undefined,
+      },
+      (client, info) => this.accept(client, info.ip),
+    );
+    this.server = server;
+    const { host = "127.0.0.1", port } = config;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => resolve());
+    });
+    server.on("error", (err: Error) => {
+      this.state = { state: "error", message: `listener failed: ${err.message}` };
+    });
+    const addr = server.address() as { address: string; port: number };
+    this.state = { state: "ok", message: `listening on ${addr.address}:${addr.port}` };
+    this.log.info({ host: addr.address, port: addr.port }, "ssh listener ready");
+    return { host: addr.address, port: addr.port };
+  }
+
+  status(): ComponentStatus {
+    return { ...this.state, details: { sessions: this.live.size, connections: this.connections.size } };
+  }
+
+  get sessionCount(): number {
+    return this.live.size;
+  }
+
+  async close(): Promise<void> {
+    this.state = { state: "not_ready", message: "shutting down" };
+    for (const c of this.live) c.close("gateway shutting down");
+    for (const c of this.connections) c.end();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  /** The resource an SSH user name selects, or why it selects none. */
+  private resolve(username: string): SshTarget | string {
+    const mapped = this.users[username];
+    if (mapped) return this.targets.get(mapped) as SshTarget;
+    const at = username.lastIndexOf("@");
+    const name = at >= 0 ? username.slice(at + 1) : username;
+    const target = this.targets.get(name);
+    if (!target) {
+      const names = [...this.targets.keys()].join(", ");
+      return `"${name}" is not a pamgate ssh resource (configured: ${names}); connect as login@resource`;
+    }
+    const login = at >= 0 ? username.slice(0, at) : "";
+    if (login && login !== target.target.user)
+      return `resource "${name}" is reached as ${target.target.user}, not ${login}: connect as ${target.target.user}@${name}`;
+    return target;
+  }
+
+  private accept(client: Connection, remoteAddress: string): void {
+    this.connections.add(client);
+    client.on("error", (err) => this.log.warn({ client: remoteAddress }, `ssh client error: ${err.message}`));
+    const timeoutS = this.options.config.auth_timeout_s ?? 30;
+    const timer = setTimeout(() => {
+      this.log.warn({ client: remoteAddress }, `ssh client did not authenticate within ${timeoutS} s`);
+      client.end();
+    }, timeoutS * 1000);
+    timer.unref();
+    let connection: SshConnection | null = null;
+    let opened: OpenSession | null = null;
+    let attempts = 0;
+    let busy = false;
+
+    client.on("authentication", (ctx: AuthContext) => {
+      const target = this.resolve(ctx.username);
+      if (typeof target === "string") {
+        this.banner(client, `pamgate: ${target}`);
+        return ctx.reject([]);
+      }
+      if (ctx.method !== "password" && ctx.method !== "keyboard-interactive" && !busy)
+        return ctx.reject([...TOKEN_METHODS]);
+      if (busy) return ctx.reject([...TOKEN_METHODS]);
+      busy = true;
+      this.authenticate(ctx, target, remoteAddress)
+        .then(async (auth) => {
+          // Opened before authentication succeeds, so the session exists when the first channel arrives.
+          opened = await this.options.sessions.open(auth);
+          connection = new SshConnection(client, opened, {
+            pipeline: this.options.pipeline,
+            target,
+            parser: this.parser as CommandLineParser,
+            maxCommandBytes: this.options.config.max_command_bytes ?? 16 * 1024,
+            log: this.log,
+          });
+          connection.start();
+          this.live.add(connection);
+          clearTimeout(timer);
+          ctx.accept();
+        })
+        .catch((err: unknown) => {
+          attempts++;
+          const message = err instanceof SessionRefusedError ? err.message : errorText(err);
+          this.log.warn({ client: remoteAddress, resource: target.name }, `ssh session refused: ${message}`);
+          this.banner(client, `pamgate: ${message}`);
+          if (attempts >= MAX_AUTH_ATTEMPTS) {
+            ctx.reject([]);
+            client.end();
+          } else ctx.reject([...TOKEN_METHODS]);
+        })
+        .finally(() => {
+          busy = false;
+        });
+    });
+    client.on("close", () => {
+      clearTimeout(timer);
+      this.connections.delete(client);
+      if (connection) {
+        this.live.delete(connection);
+        connection.close("client disconnected");
+      } else (opened as OpenSession | null)?.end("client disconnected");
+    });
+  }
+
+  /** The token from the password or the keyboard-interactive answer, verified by the session opener. */
+  private authenticate(ctx: AuthContext, target: SshTarget, remoteAddress: string): Promise<Authenticated> {
+    return this.options.sessions.authenticate({
+      protocol: "ssh",
+      resource: target.entry.resource,
+      // The SSH transport is encrypted and the server authenticated by its host key: as good as TLS for the token.
+      transport: { remoteAddress, tls: true },
+      getToken: () =>
+        ctx.method === "password"
+          ? Promise.resolve((ctx as AuthContext & { password: string }).password)
+          : new Promise<string | undefined>((resolve) => {
+              (ctx as ssh2.KeyboardAuthContext).prompt(
+                [{ prompt: "pamgate access token: ", echo: false }],
+                "pamgate",
+                "Paste your OIDC access token.",
+                (answers) => resolve(Array.isArray(answers) ? answers[0] : undefined),
+              );
+            }),
+    });
+  }
+
+  private banner(client: Connection, text: string): void {
+    try {
+      sendAuthBanner(client, text);
+    } catch (err) {
+      this.log.error({}, `cannot send the SSH banner: ${errorText(err)}`);
+    }
+  }
+}
