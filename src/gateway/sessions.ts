@@ -54,8 +54,8 @@ export interface OpenSession {
   /** Appends an entry to the session transcript (a no-op without an audit trail). */
   transcript(entry: Record<string, unknown>): void;
   /**
-   * Starts an asciicast v2 recording of a terminal (a shell, an exec) in this session; null without an audit
-   * trail. Close it when the terminal ends; whatever is still open is closed when the session ends.
+   * Starts an asciicast v2 recording of a terminal (a shell, an exec) in this session, with the recording id
+   * `<session id>/<n>` (its `sessionId`); null without an audit trail. Close it when the terminal ends; whatever is still open is closed when the session ends.
    */
   terminal(options: TerminalRecordingOptions): TerminalRecording | null;
   /** Ends the session: the transcript is closed, the end record written, the session unregistered. Idempotent. */
@@ -167,6 +167,7 @@ export class SessionOpener {
     });
     let ended = false;
     const terminals = new Set<TerminalRecording>();
+    let terminalCount = 0;
     const open: OpenSession = {
       ctx,
       transcript: (entry) => {
@@ -174,8 +175,12 @@ export class SessionOpener {
       },
       terminal: (options) => {
         if (!audit || ended) return null;
-        const rec = audit.openTerminalRecording(id, options);
+        // Each terminal is its own recording, `<session id>/<n>`, beside the session's transcript (which has the
+        // session id): `pamgate replay <session id>/<n>` plays it.
+        const recordingId = `${id}/${++terminalCount}`;
+        const rec = audit.openTerminalRecording(recordingId, options);
         terminals.add(rec);
+        transcript?.entry({ event: "recording", recording_id: recordingId, format: "asciicast-v2" });
         return rec;
       },
       end: (reason) => {

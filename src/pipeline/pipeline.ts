@@ -188,7 +188,9 @@ export class CommandPipeline {
       return this.finish(session, plans, true);
     }
 
-    for (const p of plans) if (p.req.refusal) block(p, [p.req.refusal]);
+    // A refusal comes after the policy's own reasons when the policy blocks too, so the user sees both.
+    for (const p of plans)
+      if (p.req.refusal) block(p, p.action === "block" ? [...p.reasons, p.req.refusal] : [p.req.refusal]);
 
     // Can the adapter enforce each mask? Asked before anything is recorded, so the record says what happens.
     for (const p of plans) {

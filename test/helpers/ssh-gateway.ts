@@ -92,8 +92,6 @@ export async function startSshTestGateway(
     "PreferredAuthentications=keyboard-interactive",
     "-o",
     "NumberOfPasswordPrompts=1",
-    "-o",
-    "LogLevel=ERROR",
   ];
   const env = (token: string): NodeJS.ProcessEnv => ({
     ...process.env,

@@ -91,6 +91,7 @@ t.test("a session has its policy input, durable start and end records, and a tra
   s.transcript({ event: "statement", statement: "select" });
   const rec = s.terminal({ width: 80, height: 24 });
   rec?.output("hello\r\n");
+  t.equal(rec?.sessionId, `${s.ctx.id}/1`, "a terminal is its own recording beside the transcript");
   s.end("client closed the connection");
   s.end("twice");
   t.equal(opener.count(), 0, "ended sessions are unregistered");

@@ -39,27 +39,41 @@ export function relaySession(
   upstream: ClientChannel,
   observers: RelayObservers = {},
 ): Promise<RelayEnd> {
+  pump(client, upstream, observers.input);
+  pump(upstream, client, observers.output);
+  pump(upstream.stderr, client.stderr, observers.stderr);
+  return sessionEnd(client, upstream);
+}
+
+/**
+ * The end of a session channel relayed by the caller (relaySession, the SFTP relay): the client's EOF goes
+ * upstream, the target's exit status or signal comes back, and both channels close. Resolves with how the target's
+ * program ended.
+ */
+export function sessionEnd(client: ServerChannel, upstream: ClientChannel): Promise<RelayEnd> {
   return new Promise((resolve) => {
     const end: RelayEnd = { code: null, signal: null };
-    pump(client, upstream, observers.input);
-    pump(upstream, client, observers.output);
-    pump(upstream.stderr, client.stderr, observers.stderr);
     client.on("end", () => upstream.end());
-    upstream.on("end", () => client.end());
+    // The target's EOF is not passed on by itself: ssh2 sends exit-status only on a channel still open for
+    // writing, so the client's side is ended once the exit status is out (or the target closed without one).
     upstream.on("exit", (code: number | null, signal?: string, core?: boolean, desc?: string) => {
       end.code = code;
       end.signal = signal ?? null;
-      if (!closed(client)) {
-        if (code !== null) client.exit(code);
-        else if (signal) client.exit(signal, Boolean(core), desc ?? "");
-      }
+      if (code !== null) client.exit(code);
+      else if (signal) client.exit(signal, Boolean(core), desc ?? "");
+      client.end();
     });
     let done = false;
     const finish = () => {
       if (done) return;
       done = true;
       upstream.close();
-      client.close();
+      // Close only once what was written has left (end() flushes first), or output would be cut off.
+      if (client.writableFinished) client.close();
+      else {
+        client.once("finish", () => client.close());
+        client.end();
+      }
       resolve(end);
     };
     upstream.on("close", finish);
@@ -89,8 +103,4 @@ export function relayStream(a: Duplex, b: Duplex): Promise<void> {
       s.on("error", finish);
     }
   });
-}
-
-function closed(ch: ServerChannel): boolean {
-  return (ch as unknown as { destroyed?: boolean }).destroyed === true;
 }

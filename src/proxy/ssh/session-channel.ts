@@ -310,20 +310,8 @@ export class SessionChannel {
         up.close();
       },
     });
-    relay.start();
-    await new Promise<void>((resolve) => {
-      let n = 0;
-      const done = () => {
-        if (++n === 1) {
-          channel.close();
-          up.close();
-          relay.flushCounts();
-          resolve();
-        }
-      };
-      channel.on("close", done);
-      up.on("close", done);
-    });
+    const end = await relay.run();
+    this.deps.open.transcript({ event: "exit", decision_id: outcome.decision.decision_id, code: end.code });
     upstream.end();
   }
 

@@ -13,6 +13,7 @@ import type { OpenSession } from "../../gateway/sessions.js";
 import type { CommandPipeline } from "../../pipeline/pipeline.js";
 import { errorText } from "../../util/errors.js";
 import { sshReason } from "./reasons.js";
+import { type RelayEnd, sessionEnd } from "./relay.js";
 import { sshRequest } from "./requests.js";
 import { SftpFramer, type SftpOperation, SftpProtocolError, SftpSession } from "./sftp.js";
 
@@ -55,18 +56,19 @@ export class SftpRelay {
     private readonly options: SftpRelayOptions,
   ) {}
 
-  start(): void {
+  /** Relays until both channels are closed; resolves with the target's exit status (scp checks it). */
+  run(): Promise<RelayEnd> {
     const { client, upstream } = this;
     client.on("data", (chunk: Buffer) => this.onClientData(chunk));
     upstream.on("data", (chunk: Buffer) => this.onServerData(chunk));
     upstream.stderr.on("data", (d: Buffer) => client.stderr.write(d));
-    client.on("end", () => upstream.end());
-    upstream.on("end", () => client.end());
+    const ended = sessionEnd(client, upstream);
     client.resume(); // paused until the subsystem was decided (session-channel.ts)
+    return ended.finally(() => this.flushCounts());
   }
 
   /** Bytes per path not yet written to the transcript (at channel end). */
-  flushCounts(): void {
+  private flushCounts(): void {
     this.report([...this.tracker.bytesByPath().keys()]);
   }
 
