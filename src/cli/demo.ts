@@ -6,6 +6,7 @@ import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { GatewayConfig } from "../config/schema.js";
 import { startEmbeddedDatabase } from "../demo/embedded-db.js";
+import { startDemoSshTarget } from "../demo/ssh-target.js";
 import { startGateway } from "../gateway/gateway.js";
 import { createLogger } from "../util/log.js";
 import { packagePath } from "../util/tools.js";
@@ -21,15 +22,22 @@ export async function demoCommand(argv: string[]): Promise<number> {
     port: { type: "string", default: process.env.PAMGATE_PG_PORT ?? "6432" },
     "api-port": { type: "string", default: process.env.PAMGATE_API_PORT ?? "8181" },
     "data-dir": { type: "string", default: ".pamgate" },
+    "ssh-port": { type: "string", default: process.env.PAMGATE_SSH_PORT ?? "2222" },
   });
   const dataDir = resolve(values["data-dir"]);
   await mkdir(dataDir, { recursive: true });
   const log = createLogger(process.env.PAMGATE_LOG_LEVEL ?? "warn");
   const db = await startEmbeddedDatabase();
+  // An SSH target when OpenSSH's sshd is installed: a loopback sshd trusting a CA made for the demo.
+  const ssh = await startDemoSshTarget(dataDir, Number(values["ssh-port"])).catch((err: unknown) => {
+    log.warn(`no SSH demo target: ${(err as Error).message}`);
+    return null;
+  });
   const config: GatewayConfig = {
     listeners: {
       postgres: { host: "127.0.0.1", port: Number(values.port) },
       api: { host: "127.0.0.1", port: Number(values["api-port"]) },
+      ...(ssh ? { ssh: ssh.listener } : {}),
     },
     policy: { policies: packagePath("policies") },
     identity: { dev_issuer: {} },
@@ -41,6 +49,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
         upstream: { host: db.host, port: db.port, database: "postgres", user: "postgres" },
         credentials: { password: "embedded-demo" },
       },
+      ...(ssh ? ssh.resources : []),
     ],
     store: { type: "embedded", dir: join(dataDir, "store") },
     audit: { dir: join(dataDir, "audit") },
@@ -87,6 +96,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
     "While Alice's ALTER TABLE waits, Bob approves it from another shell (the id is in the NOTICE):",
     `  PAMGATE_API=http://127.0.0.1:${gw.api?.port} PAMGATE_TOKEN="$BOB" node ${packagePath("bin", "pamgate.js")} approvals approve <id>`,
     "",
+    ...(ssh
+      ? ["", ...ssh.tryCommands(gw.listeners.ssh?.port ?? 0)]
+      : ["", "(no SSH target: install openssh-server for one)"]),
+    "",
     "Press Ctrl-C to stop.",
   ];
   process.stdout.write(`${out.join("\n")}\n`);
@@ -96,6 +109,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     process.once("SIGTERM", stop);
   });
   await gw.close();
+  await ssh?.stop();
   await db.stop();
   return 0;
 }

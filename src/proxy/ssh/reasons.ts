@@ -18,7 +18,6 @@ export const SSH_REASONS = {
   "ssh.mask_unsupported":
     "SSH can mask only what is recorded (field recording.output), not what the client sees",
   "ssh.sftp_unknown_handle": "an SFTP request named a file handle that was not opened through pamgate",
-  "ssh.sftp_malformed": "an SFTP packet was malformed; the SFTP channel was closed",
 } as const satisfies Record<string, string>;
 
 export type SshReasonCode = keyof typeof SSH_REASONS;
