@@ -63,6 +63,15 @@ function keygen(file: string): Promise<Proc> {
   );
 }
 
+/** Busy and total jiffies of all cores so far (/proc/stat), to tell a saturated machine from a slow path. */
+async function machineCpu(): Promise<{ busy: number; total: number }> {
+  const line = (await readFile("/proc/stat", "utf8").catch(() => "cpu 0")).split("\n")[0] ?? "";
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? ((s[(s.length - 1) >> 1] as number) + (s[s.length >> 1] as number)) / 2 : 0;
@@ -186,8 +195,11 @@ async function scpPhase(p: Record<Path["name"], Path>, work: string, note: (n: s
       ...(t.direction === "upload" ? [src, `${path.login}:${dest}`] : [`${path.login}:${src}`, dest]),
     ];
     const cpu = process.cpuUsage();
+    const machine = await machineCpu();
     const r = await exec("scp", args, path.env());
     const used = process.cpuUsage(cpu);
+    const m = await machineCpu();
+    const busy = m.total > machine.total ? (m.busy - machine.busy) / (m.total - machine.total) : 0;
     const size = await stat(dest).then(
       (s) => s.size,
       () => -1,
@@ -201,7 +213,7 @@ async function scpPhase(p: Record<Path["name"], Path>, work: string, note: (n: s
       );
     const mbps = complete ? MB / (r.ms / 1000) : 0;
     log(`${t.label} ${path.name} #${i}: ${r1(mbps)} MB/s (${Math.round(r.ms)} ms, exit ${r.code})`);
-    return { mbps, code: r.code, cpuS: (used.user + used.system) / 1e6, seconds: r.ms / 1000 };
+    return { mbps, code: r.code, cpuS: (used.user + used.system) / 1e6, seconds: r.ms / 1000, busy };
   };
 
   const transfers: Transfer[] = [
@@ -219,12 +231,14 @@ async function scpPhase(p: Record<Path["name"], Path>, work: string, note: (n: s
     const m: number[] = [];
     const exits: Record<Path["name"], Array<number | null>> = { direct: [], pamgate: [] };
     const cpu: number[] = [];
+    const busy: Record<Path["name"], number[]> = { direct: [], pamgate: [] };
     let slow = false;
     for (let i = 0; i < RUNS && !slow; i++) {
       const order = i % 2 === 0 ? (["direct", "pamgate"] as const) : (["pamgate", "direct"] as const);
       for (const which of order) {
         const r = await scp(p[which], t, i);
         exits[which].push(r.code);
+        busy[which].push(r.busy);
         if (which === "direct") d.push(r.mbps);
         else {
           m.push(r.mbps);
@@ -245,6 +259,8 @@ async function scpPhase(p: Record<Path["name"], Path>, work: string, note: (n: s
       exit_codes: exits,
       // CPU this process (the gateway, and the bench's little) used during a pamgate transfer, in cores.
       pamgate_process_cpu_cores: r3(median(cpu)),
+      // Share of all the machine's cores busy during the transfer (1 = saturated): clients, gateway, sshd.
+      machine_cpu_busy: { direct: r3(median(busy.direct)), pamgate: r3(median(busy.pamgate)) },
     };
   }
   return out;

@@ -396,6 +396,15 @@ t.test("sftp per operation and scp: a download-only resource refuses writes", as
     join(work, "got3.csv"),
   ]);
   t.equal(scpDown.code, 0, scpDown.stderr);
+  t.equal(readFileSync(join(work, "got3.csv"), "utf8"), "a,b\n1,2\n", "the scp -O download arrived");
+  const isTransfer = (e: Record<string, unknown>) =>
+    e.event === "transfer" && e.direction === "download" && String(e.paths).includes("report.csv");
+  // The transcript is written in chunks (every 250 ms): wait for the one with the transfer.
+  for (let i = 0; i < 50 && !(await transcriptEntries()).some(isTransfer); i++)
+    await new Promise((r) => setTimeout(r, 100));
+  const transfer = (await transcriptEntries()).find(isTransfer);
+  t.match(transfer, { protocol: "scp", code: 0 }, "scp -f is recorded as a transfer, not as terminal output");
+  t.ok(Number(transfer?.bytes_from_target) >= 8, "with its byte count");
   const scpNew = await g.client("scp", alice, [
     join(work, "up.txt"),
     `${host("web-1")}:${remoteDir}/up4.txt`,

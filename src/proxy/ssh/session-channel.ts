@@ -221,8 +221,54 @@ export class SessionChannel {
       upstream.end();
       return;
     }
-    await this.relay(channel, up, outcome.mask, { command: line, decision: outcome.decision.decision_id });
+    if (parsed?.transfer)
+      await this.relayTransfer(channel, up, parsed.transfer, outcome.decision.decision_id);
+    else
+      await this.relay(channel, up, outcome.mask, { command: line, decision: outcome.decision.decision_id });
     upstream.end();
+  }
+
+  /**
+   * Relays an scp server (`scp -t` / `scp -f`) like an SFTP transfer: the file contents are not a terminal and are
+   * not recorded, the transcript gets the direction, the paths and the byte counts. (Recording 100 MB of binary as
+   * asciicast text cost a core and made scp -O ten times slower than direct.)
+   */
+  private async relayTransfer(
+    channel: ServerChannel,
+    up: ClientChannel,
+    transfer: NonNullable<ParsedLine["transfer"]>,
+    decision: string,
+  ): Promise<void> {
+    this.upstream = up;
+    let sent = 0;
+    let received = 0;
+    let errors = "";
+    const end = await relaySession(channel, up, {
+      input: (d) => {
+        sent += d.length;
+      },
+      output: (d) => {
+        received += d.length;
+      },
+      // scp's own complaints (no such file, permission denied) are text and small: keep the first 4 KiB.
+      stderr: (d) => {
+        if (errors.length < 4096) errors += d.toString("utf8", 0, Math.min(d.length, 4096 - errors.length));
+      },
+    });
+    this.upstream = null;
+    this.deps.open.transcript({
+      event: "transfer",
+      decision_id: decision,
+      protocol: "scp",
+      direction: transfer.direction,
+      paths: transfer.paths,
+      // Bytes of the scp stream each way, its control lines included.
+      bytes_to_target: sent,
+      bytes_from_target: received,
+      code: end.code,
+      signal: end.signal,
+      ...(errors ? { stderr: errors } : {}),
+    });
   }
 
   /** The exec's policy request: parsed, or refused by the adapter with the parser's reason. */
