@@ -1,7 +1,7 @@
 // npm run bench:ssh — the SSH gateway against OpenSSH's sshd directly, in one run, with the real OpenSSH clients:
 //   (1) scp of a random file (BENCH_SSH_MB, default 100) to the target and back: default scp (which in OpenSSH
 //       9 speaks SFTP, relayed packet by packet by pamgate) and `scp -O` (the legacy protocol: an exec of
-//       `scp -t`/`scp -f`, relayed and recorded like any exec); 3 runs each, alternating direct and pamgate,
+//       `scp -t`/`scp -f`, decided like any exec, relayed with byte counts recorded); 3 runs each, alternating direct and pamgate,
 //       the median reported;
 //   (2) `ssh … true` round trips (BENCH_SSH_EXECS, default 30 each, alternating), p50/p99;
 //   (3) new sessions per second: BENCH_SSH_CONCURRENCY (8) loops of `ssh … true` for BENCH_SSH_SECONDS (10).
@@ -344,7 +344,7 @@ async function main() {
   const notes: string[] = [
     "every ssh/scp invocation is a full connection; through pamgate that includes a second SSH handshake, to the target, with a freshly issued certificate (plus the token check and policy decisions)",
     "scp MB/s is file size / wall time of the whole scp process, connection setup included",
-    "default scp in OpenSSH 9 uses the SFTP protocol (relayed and decided per operation by pamgate); scp -O is the legacy protocol, an exec of scp -t / scp -f, relayed and recorded as a terminal session",
+    "default scp in OpenSSH 9 uses the SFTP protocol (relayed and decided per operation by pamgate); scp -O is the legacy protocol, an exec of scp -t / scp -f, decided like any exec and relayed as a transfer (direction, paths and byte counts recorded, not the contents)",
     "the gateway runs in the bench's process; client, gateway, sshd and sftp-server share the machine's cores",
   ];
   /** Failures and oddities, each distinct one once with how often it happened. */
