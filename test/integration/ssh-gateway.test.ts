@@ -112,6 +112,16 @@ t.test("exec: allowed commands run with their output and exit status; sshd logs 
   );
 });
 
+t.test("exec: output that comes after the exit status still reaches the client", async (t) => {
+  // sshd sends exit-status when the program exits; a background child still holding stdout writes after it.
+  // (pamgate used to end the client's channel at the exit status, and such output was lost.)
+  const alice = await g.tokenFor("alice");
+  const r = await g.ssh(alice, ["(sleep 0.5; echo late; echo late-err >&2) & echo early; exit 4"]);
+  t.equal(r.code, 4, "the exit status of the program");
+  t.equal(r.stdout, "early\nlate\n", "and every byte of stdout");
+  t.match(r.stderr, /late-err/, "and of stderr");
+});
+
 t.test("exec through a delegation chain: the key id names the person and the chain", async (t) => {
   const bot = await g.botFor("alice");
   const r = await g.ssh(bot, ["true"]);
@@ -180,9 +190,13 @@ t.test(
       new RegExp(`waiting for approval ${pending.id}`),
       "the user was told what it waits for",
     );
-    t.match(r.stdout, /ran/);
+    t.match(r.stdout, /ran/, `the approved exec ran (exit ${r.code}, stderr: ${r.stderr})`);
     const again = await g.ssh(alice, ["sudo -n true; echo ran"]);
-    t.match(again.stdout, /ran/, "the same command runs under the grant");
+    t.match(
+      again.stdout,
+      /ran/,
+      `the same command runs under the grant (exit ${again.code}, stderr: ${again.stderr})`,
+    );
     const other = g.ssh(alice, ["sudo -n true; echo other"]);
     const second = await waitForPending();
     t.not(second.id, pending.id, "a different command line needs its own approval");

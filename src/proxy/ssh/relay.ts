@@ -54,14 +54,24 @@ export function sessionEnd(client: ServerChannel, upstream: ClientChannel): Prom
   return new Promise((resolve) => {
     const end: RelayEnd = { code: null, signal: null };
     client.on("end", () => upstream.end());
-    // The target's EOF is not passed on by itself: ssh2 sends exit-status only on a channel still open for
-    // writing, so the client's side is ended once the exit status is out (or the target closed without one).
-    upstream.on("exit", (code: number | null, signal?: string, core?: boolean, desc?: string) => {
+    // The client's side is ended once the target's stdout and stderr have both ended (all their data written to
+    // the client) AND its exit status is passed on — in whichever order they come. Not at the exit status alone:
+    // sshd sends it as soon as the program exits, which can be before the last of its output (ending there lost
+    // that output: an approved exec's whole stdout, once, on a loaded CI machine). Not at EOF alone: ssh2 sends
+    // exit-status only on a channel still open for writing, and for a quick `true` the EOF comes first. A target
+    // that closes without an exit status is handled by `finish` below.
+    let waiting = 3; // stdout EOF, stderr EOF, exit status
+    const arrived = () => {
+      if (--waiting === 0) client.end();
+    };
+    upstream.once("end", arrived);
+    upstream.stderr.once("end", arrived);
+    upstream.once("exit", (code: number | null, signal?: string, core?: boolean, desc?: string) => {
       end.code = code;
       end.signal = signal ?? null;
       if (code !== null) client.exit(code);
       else if (signal) client.exit(signal, Boolean(core), desc ?? "");
-      client.end();
+      arrived();
     });
     let done = false;
     const finish = () => {
