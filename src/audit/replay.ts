@@ -18,6 +18,27 @@ export interface SessionRecording {
   /** Part numbers that are missing (a chunk deleted, or shipped elsewhere). */
   missing_parts: number[];
   duration: number | null;
+  /**
+   * asciicast: the exact bytes of the events whose data was not valid UTF-8, by index in `events` (their text has
+   * U+FFFD in place of the bad bytes). Every other "o"/"i" event's text, as UTF-8, is exactly what arrived.
+   */
+  raw: Map<number, Buffer>;
+  /** asciicast recorded with keyframes: the screen at the start of some chunks, in order (see recording.ts). */
+  keyframes: Keyframe[];
+}
+
+/**
+ * The screen before event `index` (the first of its chunk): written into a fresh terminal of width × height, then
+ * the events from `index` on, it shows what replaying everything from the start would.
+ */
+export interface Keyframe {
+  index: number;
+  /** Seconds since the start, as event times count. */
+  t: number;
+  width: number;
+  height: number;
+  /** ANSI text that repaints the screen (and sets the terminal modes in force). */
+  screen: string;
 }
 
 interface ChunkBody {
@@ -26,6 +47,8 @@ interface ChunkBody {
   part: number;
   header?: Record<string, unknown>;
   events: unknown[];
+  raw?: Array<[number, string]>;
+  keyframe?: Omit<Keyframe, "index">;
   final?: boolean;
   duration?: number;
 }
@@ -50,10 +73,15 @@ export async function loadRecording(
   for (let p = 0; p <= last; p++) if (!chunks.has(p)) missing.push(p);
   const first = chunks.get(0);
   const events: unknown[] = [];
+  const raw = new Map<number, Buffer>();
+  const keyframes: Keyframe[] = [];
   let final: ChunkBody | undefined;
   for (const p of parts) {
     const c = chunks.get(p) as ChunkBody;
+    const start = events.length;
+    if (c.keyframe) keyframes.push({ index: start, ...c.keyframe });
     for (const e of c.events) events.push(e);
+    for (const [i, b64] of c.raw ?? []) raw.set(start + i, Buffer.from(b64, "base64"));
     if (c.final) final = c;
   }
   return {
@@ -65,10 +93,28 @@ export async function loadRecording(
     complete: final !== undefined,
     missing_parts: missing,
     duration: final?.duration ?? null,
+    raw,
+    keyframes,
   };
 }
 
-/** The recording as a file: an asciicast v2 .cast or a JSON-lines transcript (header line first). */
+/**
+ * The exact bytes of a terminal recording's output ("o") or input ("i") events, in order: the bytes kept beside an
+ * event whose data was not valid UTF-8, the UTF-8 of its text for every other (which is what arrived).
+ */
+export function recordedBytes(rec: SessionRecording, code: "o" | "i" = "o"): Buffer {
+  const parts: Buffer[] = [];
+  rec.events.forEach((e, i) => {
+    if (!Array.isArray(e) || e[1] !== code) return;
+    parts.push(rec.raw.get(i) ?? Buffer.from(String(e[2]), "utf8"));
+  });
+  return Buffer.concat(parts);
+}
+
+/**
+ * The recording as a file: an asciicast v2 .cast or a JSON-lines transcript (header line first). The chunks' side
+ * fields (raw bytes, keyframes) are not in it: the file is plain asciicast, for any player.
+ */
 export function recordingFile(rec: SessionRecording): string {
   const lines = [JSON.stringify(rec.header)];
   for (const e of rec.events) lines.push(JSON.stringify(e));

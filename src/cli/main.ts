@@ -28,7 +28,9 @@ commands:
   approvals list|get|approve|deny [ID] [--comment TEXT] [--api URL] [--token TOKEN]
                                approval requests through the control-plane API ($PAMGATE_API, $PAMGATE_TOKEN)
   audit verify|tail [--spool DIR | --postgres URL]  check the audit hash chain, or show records as one-liners
-  replay SESSION-ID [--spool DIR] [--speed N]       replay a recorded terminal session or print a transcript
+  replay SESSION-ID [--spool DIR] [--speed N] [--cast | --raw]
+                               replay a recorded terminal session or print a transcript; --cast prints an
+                               asciicast v2 file, --raw the terminal output exactly as the target sent it
 `;
 
 const commands: Record<string, (argv: string[]) => Promise<number>> = {

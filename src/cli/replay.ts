@@ -1,9 +1,17 @@
 // `pamgate replay <session-id>`: plays a recorded terminal session in this terminal with its timing (pauses
 // capped, --speed to go faster), or prints a statement/request session's transcript as a readable psql-like log
 // (its JSON lines with --json). `--cast` prints
-// a terminal session as an asciicast v2 file instead (`pamgate replay ID --cast > s.cast; asciinema play s.cast`).
+// a terminal session as an asciicast v2 file instead (`pamgate replay ID --cast > s.cast; asciinema play s.cast`),
+// `--raw` its output exactly as the target sent it, byte for byte, without timing (`pamgate replay ID --raw > out`;
+// bytes that were not UTF-8 are U+FFFD in the .cast, and exact here).
 import { spoolRecords } from "../audit/reader.js";
-import { loadRecording, playTerminal, postgresRecordingRecords, recordingFile } from "../audit/replay.js";
+import {
+  loadRecording,
+  playTerminal,
+  postgresRecordingRecords,
+  recordedBytes,
+  recordingFile,
+} from "../audit/replay.js";
 import { formatTranscript } from "../audit/transcript-format.js";
 import { CliError, parse } from "./args.js";
 
@@ -18,6 +26,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
       speed: { type: "string" },
       "idle-cap": { type: "string" },
       cast: { type: "boolean" },
+      raw: { type: "boolean" },
       json: { type: "boolean" },
       "show-input": { type: "boolean" },
     },
@@ -26,9 +35,14 @@ export async function replayCommand(argv: string[]): Promise<number> {
   const sessionId = positionals[0];
   if (!sessionId) {
     throw new CliError(
-      "usage: pamgate replay <session-id> [--spool DIR | --postgres URL [--table T]] [--speed N] [--idle-cap S] [--cast] [--json] [--show-input]",
+      "usage: pamgate replay <session-id> [--spool DIR | --postgres URL [--table T]] [--speed N] [--idle-cap S] [--cast | --raw] [--json] [--show-input]\n" +
+        "  (no option)   play a terminal session with its timing, or print a transcript like psql\n" +
+        "  --cast        print a terminal session as an asciicast v2 file (asciinema play, any player)\n" +
+        "  --raw         print a terminal session's output bytes exactly as the target sent them, no timing\n" +
+        "  --json        print a transcript as its JSON lines",
     );
   }
+  if (values.cast && values.raw) throw new CliError("replay: give --cast or --raw, not both");
   const speed = values.speed === undefined ? 1 : Number(values.speed);
   if (!(speed > 0)) throw new CliError(`replay: --speed must be a positive number, not "${values.speed}"`);
   const idleCap = values["idle-cap"] === undefined ? undefined : Number(values["idle-cap"]);
@@ -58,6 +72,8 @@ export async function replayCommand(argv: string[]): Promise<number> {
   }
   if (!rec.complete)
     process.stderr.write("pamgate: note: the recording has no final part (still running?)\n");
+  if (values.raw && rec.format !== "asciicast-v2")
+    throw new CliError(`replay: --raw is for terminal recordings; ${sessionId} is a transcript (try --json)`);
   if (rec.format !== "asciicast-v2") {
     // a statement/request transcript: readable, or its JSON lines with --json
     process.stdout.write(values.json ? recordingFile(rec) : formatTranscript(rec));
@@ -65,6 +81,13 @@ export async function replayCommand(argv: string[]): Promise<number> {
   }
   if (values.cast) {
     process.stdout.write(recordingFile(rec));
+    return 0;
+  }
+  if (values.raw) {
+    const bytes = recordedBytes(rec, "o");
+    await new Promise<void>((resolve, reject) =>
+      process.stdout.write(bytes, (err) => (err ? reject(err) : resolve())),
+    );
     return 0;
   }
   await playTerminal(rec, process.stdout, { speed, idleCap, showInput: values["show-input"] });

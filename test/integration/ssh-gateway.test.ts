@@ -1,17 +1,19 @@
 // The SSH gateway end to end, from real parts: OpenSSH's sshd (trusting the gateway's CA) started on loopback with
 // a temp config, the real ssh / scp / sftp clients, and ssh2's client where a test needs to send what OpenSSH
 // never would (several channels on one connection, raw bytes, unknown channel types, garbage on the wire).
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import ssh2 from "ssh2";
 import t from "tap";
 import { spoolRecords } from "../../src/audit/reader.js";
-import { loadRecording } from "../../src/audit/replay.js";
+import { loadRecording, recordedBytes, type SessionRecording } from "../../src/audit/replay.js";
+import { listSegmentFiles } from "../../src/audit/spool-layout.js";
 import { verifySpool } from "../../src/audit/verify.js";
+import { packagePath } from "../../src/util/tools.js";
 import { run } from "../helpers/gateway.js";
 import { type SshTestGateway, startSshTestGateway } from "../helpers/ssh-gateway.js";
 import { sshdAvailable } from "../helpers/sshd.js";
@@ -248,6 +250,11 @@ t.test("shell: a person gets a recorded shell; a machine identity gets exec only
     rec?.events.some((e) => Array.isArray(e) && e[1] === "o" && String(e[2]).includes("from-the-shell")),
     "the output is recorded",
   );
+  t.match(
+    rec?.keyframes[0],
+    { index: 0, t: Number, width: Number, height: Number, screen: String },
+    "a pty recording has keyframes",
+  );
   const bot = await g.botFor("alice");
   const denied = await g.ssh(bot, [], { options: ["-tt"], input: "exit\n" });
   t.equal(denied.code, 126);
@@ -440,7 +447,82 @@ t.test("bad tokens and unknown resources are refused with a message ssh prints",
   t.match(unknown.stderr, /"nope" is not a pamgate ssh resource/);
 });
 
+/** The terminal recording of the exec of `line` (found through its session's transcript). */
+async function recordingOfExec(line: string): Promise<SessionRecording | null> {
+  const transcripts = new Map<string, Array<Record<string, unknown>>>();
+  for (const chunk of await records("recording")) {
+    if (chunk.format !== "jsonl") continue;
+    const entries = transcripts.get(chunk.session_id as string) ?? [];
+    entries.push(...(chunk.events as Array<Record<string, unknown>>));
+    transcripts.set(chunk.session_id as string, entries);
+  }
+  for (const entries of transcripts.values()) {
+    if (!entries.some((e) => e.event === "exec" && e.line === line)) continue;
+    const id = entries.find((e) => e.event === "recording")?.recording_id as string;
+    return loadRecording(spoolRecords(auditDir()), id);
+  }
+  return null;
+}
+
+// Keep this one last: it stops the gateway (the teardown's stop() then only removes what is left).
 t.test("recordings are chained into the audit trail: one changed byte fails verify", async (t) => {
-  const result = await verifySpool(auditDir());
-  t.ok(result.ok, "the trail verifies");
+  const alice = await g.tokenFor("alice");
+  const marker = `recorded-${process.pid}-output`;
+  const printed = await g.ssh(alice, [`echo ${marker}`]);
+  t.equal(printed.stdout, `${marker}\n`, printed.stderr);
+  const binaryLine = "printf '\\377\\376ok'";
+  const binary = await g.ssh(alice, [binaryLine]);
+  t.equal(binary.code, 0, binary.stderr);
+  // A clean stop: sessions end, their recordings close, the spool is sealed.
+  await g.gw.close();
+
+  const bin = await recordingOfExec(binaryLine);
+  t.ok(bin?.complete, "the recording of the printf is complete");
+  t.same(
+    recordedBytes(bin as SessionRecording),
+    Buffer.from([0xff, 0xfe, 0x6f, 0x6b]),
+    "output that is not UTF-8 comes back byte-exact through the loader",
+  );
+  t.match(bin?.events, [[Number, "o", "\uFFFD\uFFFDok"]], "while the .cast has its text");
+  const recId = ((await recordingOfExec(`echo ${marker}`)) as SessionRecording).session_id;
+  const pamgate = (args: string[]) =>
+    spawnSync(process.execPath, [packagePath("bin", "pamgate.js"), ...args], { cwd: packagePath() });
+  const raw = pamgate(["replay", bin?.session_id as string, "--raw", "--spool", auditDir()]);
+  t.equal(raw.status, 0, String(raw.stderr));
+  t.same(raw.stdout, Buffer.from([0xff, 0xfe, 0x6f, 0x6b]), "pamgate replay --raw prints the exact bytes");
+
+  const pristine = join(g.dir, "audit-copy");
+  const tampered = join(g.dir, "audit-tampered");
+  cpSync(auditDir(), pristine, { recursive: true });
+  cpSync(auditDir(), tampered, { recursive: true });
+  // The spool file and line holding the chunk with the echo's output; one byte of that output changed.
+  let found: { file: string; line: number; seq: number } | null = null;
+  for (const seg of await listSegmentFiles(tampered)) {
+    const lines = readFileSync(seg.path, "utf8").split("\n");
+    const i = lines.findIndex(
+      (l) => l.includes('"kind":"recording"') && l.includes(JSON.stringify(recId)) && l.includes(marker),
+    );
+    if (i < 0) continue;
+    lines[i] = (lines[i] as string).replace(marker, marker.replace("output", "outpub"));
+    writeFileSync(seg.path, lines.join("\n"));
+    found = {
+      file: basename(seg.path),
+      line: i + 1,
+      seq: Number(/^\{"seq":(\d+)/.exec(lines[i] as string)?.[1]),
+    };
+    break;
+  }
+  t.ok(found, "the spool file with the recording chunk");
+  const ok = pamgate(["audit", "verify", "--spool", pristine]);
+  t.equal(ok.status, 0, String(ok.stdout) + String(ok.stderr));
+  t.match(String(ok.stdout), /^ok: .* chain intact/, "the unmodified copy verifies");
+  const bad = pamgate(["audit", "verify", "--spool", tampered]);
+  t.equal(bad.status, 1, "one changed byte of recorded output fails verify");
+  t.match(String(bad.stdout), `FAILED: ${tampered} spool `);
+  t.match(
+    String(bad.stdout),
+    `first bad record seq ${found?.seq} at ${found?.file} line ${found?.line}: seq ${found?.seq} was modified`,
+    "naming the record of that chunk",
+  );
+  t.ok((await verifySpool(auditDir())).ok, "the trail itself verifies");
 });

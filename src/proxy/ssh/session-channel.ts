@@ -426,6 +426,8 @@ export class SessionChannel {
       ...(meta.command !== undefined ? { command: meta.command } : {}),
       title: `${this.deps.target.name} ${meta.shell ? "shell" : "exec"} (decision ${meta.decision})`,
       ...(this.pty ? { env: { TERM: (this.pty as { term?: string }).term ?? "xterm" } } : {}),
+      // A terminal: keyframes (the screen every ≤ 256 KiB or 10 s) let a player seek without replaying it all.
+      keyframes: this.pty !== null,
     });
     this.recording = rec;
     let masked = 0;
