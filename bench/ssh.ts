@@ -4,7 +4,12 @@
 //       `scp -t`/`scp -f`, decided like any exec, relayed with byte counts recorded); 3 runs each, alternating direct and pamgate,
 //       the median reported;
 //   (2) `ssh … true` round trips (BENCH_SSH_EXECS, default 30 each, alternating), p50/p99;
-//   (3) new sessions per second: BENCH_SSH_CONCURRENCY (8) loops of `ssh … true` for BENCH_SSH_SECONDS (10).
+//   (3) new sessions per second: BENCH_SSH_CONCURRENCY (8) loops of `ssh … true` for BENCH_SSH_SECONDS (10);
+//   (4) execs on one persistent connection (ssh2's client, BENCH_SSH_EXECS sequential `true` channels): the
+//       per-command cost without the client's own handshake, which (2) and (3) include.
+// Each is measured three ways in the same run: direct to sshd; through a bare ssh2 relay (bench/ssh-relay.ts: the
+// same ssh2 server/client and relay code as pamgate, no token, policy, certificate or audit — the physical floor
+// of a second SSH hop in Node); and through pamgate.
 // The gateway runs in this process (test/helpers/ssh-gateway.ts: PostgreSQL, the dev OIDC issuer, the example
 // policy bundle, the SSH listener with its audit trail); direct is the same client with a key authorized on the
 // sshd. BENCH_SSH_PHASES (default "scp,exec,sessions") picks phases, e.g. to profile only the transfers.
@@ -15,15 +20,17 @@ import { createWriteStream } from "node:fs";
 import { appendFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
+import ssh2 from "ssh2";
 import { createLogger } from "../src/util/log.js";
 import { type SshTestGateway, startSshTestGateway } from "../test/helpers/ssh-gateway.js";
+import { type BareRelay, startBareRelay } from "./ssh-relay.js";
 
 const MB = Number(process.env.BENCH_SSH_MB ?? 100);
 const RUNS = Number(process.env.BENCH_SSH_RUNS ?? 3);
 const EXECS = Number(process.env.BENCH_SSH_EXECS ?? 30);
 const CONCURRENCY = Number(process.env.BENCH_SSH_CONCURRENCY ?? 8);
 const SECONDS = Number(process.env.BENCH_SSH_SECONDS ?? 10);
-const PHASES = new Set((process.env.BENCH_SSH_PHASES ?? "scp,exec,sessions").split(","));
+const PHASES = new Set((process.env.BENCH_SSH_PHASES ?? "scp,exec,sessions,persistent").split(","));
 const TRANSFERS = new Set(
   (process.env.BENCH_SSH_TRANSFERS ?? "upload,upload_legacy_scp,download,download_legacy_scp").split(","),
 );
@@ -86,18 +93,28 @@ function percentile(xs: number[], p: number): number {
 const r1 = (x: number) => +x.toFixed(1);
 const r3 = (x: number) => +x.toFixed(3);
 
-/** The two ways to reach the target: the program's options, its destination login and the environment. */
+/** The ways to reach the target: the program's options, its destination login and the environment. */
+type PathName = "direct" | "relay" | "pamgate";
+const PATHS: readonly PathName[] = ["direct", "relay", "pamgate"];
+/** Run i's order of the paths: rotated, so none always goes first (a warmer page cache, a cooler CPU). */
+const rotation = (i: number): PathName[] => PATHS.map((_, k) => PATHS[(i + k) % PATHS.length] as PathName);
+
 interface Path {
-  name: "direct" | "pamgate";
+  name: PathName;
   /** Options common to ssh and scp (no port: ssh takes -p, scp -P). */
   options: string[];
   port: number;
   /** "user@host" as ssh -l / scp's destination wants it (pamgate: "root@web-1" at 127.0.0.1). */
   login: string;
   env: () => NodeJS.ProcessEnv;
+  /** How ssh2's client logs in on this path, for the persistent-connection phase. */
+  ssh2Auth: () => Partial<ssh2.ConnectConfig>;
 }
 
-async function paths(g: SshTestGateway, work: string): Promise<Record<Path["name"], Path>> {
+async function paths(
+  g: SshTestGateway,
+  work: string,
+): Promise<{ paths: Record<PathName, Path>; relay: BareRelay }> {
   const key = join(work, "id_ed25519");
   const k = await keygen(key);
   if (k.code !== 0) throw new Error(`ssh-keygen failed: ${k.stderr}`);
@@ -108,7 +125,24 @@ async function paths(g: SshTestGateway, work: string): Promise<Record<Path["name
   const common = ["-o", "Compression=no"];
   let token = await g.tokenFor("alice");
   let tokenAt = Date.now();
-  return {
+  const relayHostKey = join(work, "relay_host_key");
+  const rk = await keygen(relayHostKey);
+  if (rk.code !== 0) throw new Error(`ssh-keygen failed: ${rk.stderr}`);
+  const relay = await startBareRelay(relayHostKey, {
+    host: g.sshd.host,
+    port: g.sshd.port,
+    user: g.sshd.user,
+    privateKeyFile: key,
+  });
+  const relayKnownHosts = join(work, "known_hosts_relay");
+  const relayHostLine = (await readFile(`${relayHostKey}.pub`, "utf8"))
+    .trim()
+    .split(" ")
+    .slice(0, 2)
+    .join(" ");
+  await writeFile(relayKnownHosts, `[127.0.0.1]:${relay.port} ${relayHostLine}\n`);
+  const privateKey = await readFile(key);
+  const paths: Record<PathName, Path> = {
     direct: {
       name: "direct",
       options: [
@@ -133,6 +167,30 @@ async function paths(g: SshTestGateway, work: string): Promise<Record<Path["name
       port: g.sshd.port,
       login: `${g.sshd.user}@${g.sshd.host}`,
       env: () => process.env,
+      ssh2Auth: () => ({ host: g.sshd.host, port: g.sshd.port, username: g.sshd.user, privateKey }),
+    },
+    relay: {
+      name: "relay",
+      options: [
+        "-F",
+        "/dev/null",
+        "-o",
+        `UserKnownHostsFile=${relayKnownHosts}`,
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "PreferredAuthentications=keyboard-interactive",
+        "-o",
+        `LogLevel=${CLIENT_LOG_LEVEL}`,
+        ...common,
+      ],
+      port: relay.port,
+      login: `${g.sshd.user}@127.0.0.1`,
+      // The askpass answers anything; the bare relay accepts any answer.
+      env: () => g.env("anything"),
+      ssh2Auth: () => ({ host: "127.0.0.1", port: relay.port, username: g.sshd.user, password: "anything" }),
     },
     pamgate: {
       name: "pamgate",
@@ -152,8 +210,16 @@ async function paths(g: SshTestGateway, work: string): Promise<Record<Path["name
         }
         return g.env(token);
       },
+      ssh2Auth: () => ({
+        host: "127.0.0.1",
+        port: g.sshPort,
+        username: g.login("web-1"),
+        tryKeyboard: true,
+        password: token,
+      }),
     },
   };
+  return { paths, relay };
 }
 
 interface Transfer {
@@ -162,7 +228,7 @@ interface Transfer {
   legacy: boolean;
 }
 
-async function scpPhase(p: Record<Path["name"], Path>, work: string, note: (n: string) => void) {
+async function scpPhase(p: Record<PathName, Path>, work: string, note: (n: string) => void) {
   const src = join(work, "random.bin");
   const remote = join(work, "remote");
   const local = join(work, "local");
@@ -224,85 +290,147 @@ async function scpPhase(p: Record<Path["name"], Path>, work: string, note: (n: s
   ];
   const out: Record<string, unknown> = {};
   for (const t of transfers.filter((t) => TRANSFERS.has(t.label))) {
-    // RUNS pairs, direct and pamgate alternating (and which goes first alternating too, so neither always
-    // runs on a warmer page cache or a cooler CPU). A pamgate run slower than BENCH_SSH_SLOW_S ends the series
-    // after that pair, so a slow path cannot take the whole bench's time.
-    const d: number[] = [];
-    const m: number[] = [];
-    const exits: Record<Path["name"], Array<number | null>> = { direct: [], pamgate: [] };
+    // RUNS rounds of the three paths, in rotating order. A pamgate or relay run slower than BENCH_SSH_SLOW_S ends
+    // the series after that round, so a slow path cannot take the whole bench's time.
+    const mbps = perPath<number[]>(() => []);
+    const exits = perPath<Array<number | null>>(() => []);
+    const busy = perPath<number[]>(() => []);
     const cpu: number[] = [];
-    const busy: Record<Path["name"], number[]> = { direct: [], pamgate: [] };
     let slow = false;
     for (let i = 0; i < RUNS && !slow; i++) {
-      const order = i % 2 === 0 ? (["direct", "pamgate"] as const) : (["pamgate", "direct"] as const);
-      for (const which of order) {
+      for (const which of rotation(i)) {
         const r = await scp(p[which], t, i);
         exits[which].push(r.code);
         busy[which].push(r.busy);
-        if (which === "direct") d.push(r.mbps);
-        else {
-          m.push(r.mbps);
-          cpu.push(r.cpuS / r.seconds);
-          if (r.seconds > SLOW_S) slow = true;
-        }
+        mbps[which].push(r.mbps);
+        if (which === "pamgate") cpu.push(r.cpuS / r.seconds);
+        if (which !== "direct" && r.seconds > SLOW_S) slow = true;
       }
     }
-    if (slow) note(`${t.label}: ${m.length} of ${RUNS} runs (a pamgate run took over ${SLOW_S} s)`);
-    const direct = median(d);
-    const pamgate = median(m);
+    if (slow) note(`${t.label}: ${mbps.pamgate.length} of ${RUNS} runs (a run took over ${SLOW_S} s)`);
+    const direct = median(mbps.direct);
+    const relay = median(mbps.relay);
+    const pamgate = median(mbps.pamgate);
     out[t.label] = {
       direct_mbps: r1(direct),
+      relay_mbps: r1(relay),
       pamgate_mbps: r1(pamgate),
       ratio: direct ? r3(pamgate / direct) : 0,
       goal_ratio_ge_0_9: direct > 0 && pamgate / direct >= 0.9,
-      runs: { direct: d.map(r1), pamgate: m.map(r1) },
+      relay_ratio: direct ? r3(relay / direct) : 0,
+      pamgate_over_relay: relay ? r3(pamgate / relay) : 0,
+      runs: mapPaths(mbps, (xs) => xs.map(r1)),
       exit_codes: exits,
-      // CPU this process (the gateway, and the bench's little) used during a pamgate transfer, in cores.
+      // CPU this process (the gateway and the bare relay run in it, and the bench's little) used during a pamgate
+      // transfer, in cores.
       pamgate_process_cpu_cores: r3(median(cpu)),
       // Share of all the machine's cores busy during the transfer (1 = saturated): clients, gateway, sshd.
-      machine_cpu_busy: { direct: r3(median(busy.direct)), pamgate: r3(median(busy.pamgate)) },
+      machine_cpu_busy: mapPaths(busy, (xs) => r3(median(xs))),
     };
   }
   return out;
 }
 
-async function execPhase(p: Record<Path["name"], Path>, note: (n: string) => void) {
-  const cmd = (path: Path) => [...path.options, "-p", String(path.port), path.login, "--", "true"];
-  const times: Record<Path["name"], number[]> = { direct: [], pamgate: [] };
-  const failures: Record<Path["name"], number> = { direct: 0, pamgate: 0 };
-  // Warm up both (JIT on the gateway's handshake path, the sshd's first forks).
-  for (let i = 0; i < 3; i++)
-    for (const path of [p.direct, p.pamgate]) await exec("ssh", cmd(path), path.env());
-  for (let i = 0; i < EXECS; i++) {
-    for (const path of i % 2 === 0 ? [p.direct, p.pamgate] : [p.pamgate, p.direct]) {
-      const r = await exec("ssh", cmd(path), path.env());
-      if (r.code === 0) times[path.name].push(r.ms);
-      else {
-        failures[path.name]++;
-        note(`exec ${path.name}: exit ${r.code}${r.stderr ? `: ${r.stderr}` : ""}`);
-      }
-    }
-  }
-  const stats = (xs: number[]) => ({
-    p50: r1(percentile(xs, 50)),
-    p99: r1(percentile(xs, 99)),
-    n: xs.length,
-  });
-  const direct = stats(times.direct);
-  const pamgate = stats(times.pamgate);
-  log(
-    `exec direct p50 ${direct.p50} ms p99 ${direct.p99} ms; pamgate p50 ${pamgate.p50} ms p99 ${pamgate.p99} ms`,
-  );
+function perPath<T>(make: () => T): Record<PathName, T> {
+  return { direct: make(), relay: make(), pamgate: make() };
+}
+
+function mapPaths<T, U>(r: Record<PathName, T>, f: (x: T) => U): Record<PathName, U> {
+  return { direct: f(r.direct), relay: f(r.relay), pamgate: f(r.pamgate) };
+}
+
+const stats = (xs: number[]) => ({ p50: r1(percentile(xs, 50)), p99: r1(percentile(xs, 99)), n: xs.length });
+
+/** Per-path p50/p99 of round-trip times, and pamgate's and the relay's overhead over direct. */
+function latencyReport(times: Record<PathName, number[]>, failures: Record<PathName, number>) {
+  const s = mapPaths(times, stats);
   return {
-    direct,
-    pamgate,
-    overhead_p50: r1(pamgate.p50 - direct.p50),
-    overhead_p99: r1(pamgate.p99 - direct.p99),
+    ...s,
+    overhead_p50: r1(s.pamgate.p50 - s.direct.p50),
+    overhead_p99: r1(s.pamgate.p99 - s.direct.p99),
+    relay_overhead_p50: r1(s.relay.p50 - s.direct.p50),
+    pamgate_over_relay_p50: r1(s.pamgate.p50 - s.relay.p50),
     failures,
   };
 }
 
-async function sessionsPhase(p: Record<Path["name"], Path>, note: (n: string) => void) {
+async function execPhase(p: Record<PathName, Path>, note: (n: string) => void) {
+  const cmd = (path: Path) => [...path.options, "-p", String(path.port), path.login, "--", "true"];
+  const times = perPath<number[]>(() => []);
+  const failures = perPath(() => 0);
+  // Warm up every path (JIT on the gateway's handshake path, the sshd's first forks).
+  for (let i = 0; i < 3; i++) for (const name of PATHS) await exec("ssh", cmd(p[name]), p[name].env());
+  for (let i = 0; i < EXECS; i++) {
+    for (const name of rotation(i)) {
+      const path = p[name];
+      const r = await exec("ssh", cmd(path), path.env());
+      if (r.code === 0) times[name].push(r.ms);
+      else {
+        failures[name]++;
+        note(`exec ${name}: exit ${r.code}${r.stderr ? `: ${r.stderr}` : ""}`);
+      }
+    }
+  }
+  const report = latencyReport(times, failures);
+  log(`exec p50 ms: ${PATHS.map((n) => `${n} ${report[n].p50}`).join(", ")}`);
+  return report;
+}
+
+/**
+ * One ssh2 client connection per path, kept open; EXECS sequential `true` execs on it, each its own channel. What
+ * an agent with a persistent connection sees per command: through pamgate that is the policy decision, its audit
+ * record, a certificate and an upstream connection per channel (the certificate names the decision).
+ */
+async function persistentPhase(p: Record<PathName, Path>, note: (n: string) => void) {
+  const connect = (path: Path) =>
+    new Promise<ssh2.Client>((resolve, reject) => {
+      const c = new ssh2.Client();
+      c.on("ready", () => resolve(c));
+      c.on("error", reject);
+      c.on("keyboard-interactive", (_n, _i, _l, prompts, finish) =>
+        finish(prompts.map(() => String(path.ssh2Auth().password ?? ""))),
+      );
+      c.connect({ ...path.ssh2Auth(), hostVerifier: () => true, readyTimeout: 30_000 });
+    });
+  const run = (c: ssh2.Client) =>
+    new Promise<number | null>((resolve, reject) => {
+      c.exec("true", (err, ch) => {
+        if (err) return reject(err);
+        let code: number | null = null;
+        ch.on("exit", (c: number | null) => {
+          code = c;
+        });
+        ch.on("close", () => resolve(code));
+        ch.resume();
+        ch.stderr.resume();
+      });
+    });
+  const clients = perPath<ssh2.Client | null>(() => null);
+  const times = perPath<number[]>(() => []);
+  const failures = perPath(() => 0);
+  try {
+    for (const name of PATHS) clients[name] = await connect(p[name]);
+    for (let i = 0; i < EXECS + 3; i++) {
+      for (const name of rotation(i)) {
+        const start = performance.now();
+        const code = await run(clients[name] as ssh2.Client).catch((err: Error) => {
+          note(`persistent ${name}: ${err.message}`);
+          return -1;
+        });
+        if (i < 3) continue; // warm-up
+        if (code === 0) times[name].push(performance.now() - start);
+        else failures[name]++;
+      }
+    }
+  } finally {
+    for (const c of Object.values(clients)) c?.end();
+  }
+  const report = latencyReport(times, failures);
+  log(`persistent exec p50 ms: ${PATHS.map((n) => `${n} ${report[n].p50}`).join(", ")}`);
+  return report;
+}
+
+async function sessionsPhase(p: Record<PathName, Path>, note: (n: string) => void) {
   const rate = async (path: Path) => {
     const args = [...path.options, "-p", String(path.port), path.login, "--", "true"];
     const env = path.env();
@@ -326,14 +454,14 @@ async function sessionsPhase(p: Record<Path["name"], Path>, note: (n: string) =>
     log(`sessions ${path.name}: ${ok} in ${elapsed.toFixed(1)} s (${failed} failed)`);
     return { ok, failed, rate: ok / elapsed };
   };
-  const direct = await rate(p.direct);
-  const pamgate = await rate(p.pamgate);
+  const r = perPath<{ ok: number; failed: number; rate: number }>(() => ({ ok: 0, failed: 0, rate: 0 }));
+  for (const name of PATHS) r[name] = await rate(p[name]);
   return {
-    direct: r1(direct.rate),
-    pamgate: r1(pamgate.rate),
-    ratio: direct.rate ? r3(pamgate.rate / direct.rate) : 0,
-    completed: { direct: direct.ok, pamgate: pamgate.ok },
-    failed: { direct: direct.failed, pamgate: pamgate.failed },
+    ...mapPaths(r, (x) => r1(x.rate)),
+    ratio: r.direct.rate ? r3(r.pamgate.rate / r.direct.rate) : 0,
+    relay_ratio: r.direct.rate ? r3(r.relay.rate / r.direct.rate) : 0,
+    completed: mapPaths(r, (x) => x.ok),
+    failed: mapPaths(r, (x) => x.failed),
     concurrency: CONCURRENCY,
     seconds: SECONDS,
   };
@@ -343,9 +471,10 @@ async function main() {
   const work = await mkdtemp(join(tmpdir(), "pamgate-bench-ssh-"));
   const notes: string[] = [
     "every ssh/scp invocation is a full connection; through pamgate that includes a second SSH handshake, to the target, with a freshly issued certificate (plus the token check and policy decisions)",
+    "relay is a bare ssh2 relay (bench/ssh-relay.ts): pamgate's SSH parts without token, policy, certificate or audit; the floor of a second hop",
     "scp MB/s is file size / wall time of the whole scp process, connection setup included",
     "default scp in OpenSSH 9 uses the SFTP protocol (relayed and decided per operation by pamgate); scp -O is the legacy protocol, an exec of scp -t / scp -f, decided like any exec and relayed as a transfer (direction, paths and byte counts recorded, not the contents)",
-    "the gateway runs in the bench's process; client, gateway, sshd and sftp-server share the machine's cores",
+    "the gateway and the relay run in the bench's process; clients, gateway, sshd and sftp-server share the machine's cores",
   ];
   /** Failures and oddities, each distinct one once with how often it happened. */
   const seen = new Map<string, number>();
@@ -354,15 +483,19 @@ async function main() {
     seen.set(n, (seen.get(n) ?? 0) + 1);
   };
   let g: SshTestGateway | undefined;
+  let relay: BareRelay | undefined;
   try {
     log("starting the gateway (PostgreSQL, dev issuer, policy bundle, sshd)");
     // The gateway's own warnings and errors go to stderr (PAMGATE_LOG_LEVEL, default warn).
     g = await startSshTestGateway(undefined, undefined, {
       log: createLogger(process.env.PAMGATE_LOG_LEVEL ?? "warn"),
     });
-    const p = await paths(g, work);
-    // A check that both paths work before anything is timed.
-    for (const path of [p.direct, p.pamgate]) {
+    const setup = await paths(g, work);
+    relay = setup.relay;
+    const p = setup.paths;
+    // A check that every path works before anything is timed.
+    for (const name of PATHS) {
+      const path = p[name];
       const r = await exec(
         "ssh",
         [...path.options, "-p", String(path.port), path.login, "--", "true"],
@@ -373,12 +506,14 @@ async function main() {
     const result: Record<string, unknown> = { bench: "ssh", scp_mb: MB, runs: RUNS };
     if (PHASES.has("scp")) Object.assign(result, await scpPhase(p, work, note));
     if (PHASES.has("exec")) result.exec_ms = { ...(await execPhase(p, note)), n: EXECS };
+    if (PHASES.has("persistent")) result.persistent_exec_ms = await persistentPhase(p, note);
     if (PHASES.has("sessions")) result.sessions_per_s = await sessionsPhase(p, note);
     result.cpu_cores = availableParallelism();
     result.node = process.version;
     result.notes = [...notes, ...[...seen].map(([n, count]) => (count > 1 ? `${n} (×${count})` : n))];
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } finally {
+    await relay?.close().catch(() => {});
     await g?.stop().catch((err) => log(`stopping the gateway: ${err}`));
     await rm(work, { recursive: true, force: true });
   }
