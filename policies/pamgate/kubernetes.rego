@@ -2,6 +2,7 @@
 package pamgate.kubernetes
 
 import data.pamgate.common
+import data.pamgate.ssh
 
 cfg := data.config.kubernetes
 
@@ -75,6 +76,24 @@ deny contains common.reason("k8s.machine_exec", msg) if {
 		common.who, " is a machine identity and may not open an interactive session (", subresource,
 		") into ", pod_target, "; use the API instead.",
 	])
+}
+
+# exec runs a command in a container: its argv (sh -c "…" looked into, as for an SSH exec) gets the same checks.
+deny contains common.reason("k8s.exec_destructive", msg) if {
+	input.protocol == "kubernetes"
+	subresource == "exec"
+	some what in ssh.destructive
+	msg := concat("", [
+		"blocked as destructive: ", what, ". Run it through your change process, not through the gateway.",
+	])
+}
+
+# An exec whose command could not be split into commands cannot be checked, so it is not run.
+deny contains common.reason("k8s.exec_unchecked", msg) if {
+	input.protocol == "kubernetes"
+	subresource == "exec"
+	count(object.get(input.command, "commands", [])) == 0
+	msg := concat("", ["the exec into ", pod_target, " has no command pamgate could check, so it is not run."])
 }
 
 # --- approve ----------------------------------------------------------------------------------------------------

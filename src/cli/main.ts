@@ -6,6 +6,7 @@ import { auditCommand } from "./audit.js";
 import { bundleCommand } from "./bundle.js";
 import { demoCommand } from "./demo.js";
 import { evalCommand } from "./eval.js";
+import { kubeconfigCommand } from "./kubeconfig.js";
 import { policyCommand } from "./policy.js";
 import { replayCommand } from "./replay.js";
 import { runCommand } from "./run.js";
@@ -28,6 +29,8 @@ commands:
   approvals list|get|approve|deny [ID] [--comment TEXT] [--api URL] [--token TOKEN]
                                approval requests through the control-plane API ($PAMGATE_API, $PAMGATE_TOKEN)
   audit verify|tail [--spool DIR | --postgres URL]  check the audit hash chain, or show records as one-liners
+  kubeconfig --server URL --cluster NAME [--ca-file PEM] [--token-env VAR | --token T]
+                               print a kubeconfig that reaches a cluster through pamgate (kubectl --kubeconfig)
   replay SESSION-ID [--spool DIR] [--speed N] [--cast | --raw]
                                replay a recorded terminal session or print a transcript; --cast prints an
                                asciicast v2 file, --raw the terminal output exactly as the target sent it
@@ -43,6 +46,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   approvals: approvalsCommand,
   audit: auditCommand,
   replay: replayCommand,
+  kubeconfig: (argv) => kubeconfigCommand(argv),
 };
 
 async function main(argv: string[]): Promise<number> {

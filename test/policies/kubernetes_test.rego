@@ -118,7 +118,7 @@ test_delete_in_staging_allowed if {
 # --- exec / attach / port-forward -------------------------------------------------------------------------------
 
 test_exec_in_production_needs_approval if {
-	v := verdict(t.k8s(t.alice, "production", {"verb": "create", "name": "web-0", "subresource": "exec", "namespace": "web"}))
+	v := verdict(t.k8s(t.alice, "production", {"verb": "exec", "name": "web-0", "subresource": "exec", "namespace": "web", "commands": [{"program": "sh", "args": []}]}))
 	v == {
 		"action": "approve",
 		"reasons": [{
@@ -136,14 +136,14 @@ test_attach_in_production_namespace_needs_approval if {
 }
 
 test_exec_in_staging_allowed_for_humans if {
-	v := verdict(t.k8s(t.alice, "", {"verb": "create", "name": "web-0", "subresource": "exec"}))
+	v := verdict(t.k8s(t.alice, "", {"verb": "exec", "name": "web-0", "subresource": "exec", "commands": [{"program": "sh", "args": []}]}))
 	v.reasons == [{"code": "k8s.exec_allowed", "message": "exec into pods/web-0 in namespace staging is allowed."}]
 }
 
 test_machine_tunnels_blocked_everywhere if {
 	every ns in ["staging", "prod"] {
 		every sub in ["exec", "attach", "portforward"] {
-			v := verdict(t.k8s(t.delegated, "", {"verb": "create", "name": "web-0", "subresource": sub, "namespace": ns}))
+			v := verdict(t.k8s(t.delegated, "", {"verb": sub, "name": "web-0", "subresource": sub, "namespace": ns, "commands": [{"program": "sh", "args": []}]}))
 			v.action == "block"
 			t.codes(v) == {"k8s.machine_exec"}
 		}
@@ -151,7 +151,7 @@ test_machine_tunnels_blocked_everywhere if {
 }
 
 test_machine_exec_message if {
-	v := verdict(t.k8s(t.delegated, "", {"verb": "create", "name": "web-0", "subresource": "exec"}))
+	v := verdict(t.k8s(t.delegated, "", {"verb": "exec", "name": "web-0", "subresource": "exec", "commands": [{"program": "sh", "args": []}]}))
 	v.reasons[0].message == "ci-bot on behalf of alice is a machine identity and may not open an interactive session (exec) into pods/web-0 in namespace staging; use the API instead."
 }
 
@@ -216,4 +216,26 @@ test_rbac_read_allowed if {
 test_malformed_namespace_counts_as_production if {
 	v := verdict(t.k8s(t.alice, "", {"verb": "delete", "name": "web-0", "namespace": null}))
 	v.action == "approve"
+}
+
+# --- exec commands ----------------------------------------------------------------------------------------------
+
+exec_cmd(commands) := {"verb": "exec", "subresource": "exec", "name": "web-0", "command": ["sh"], "commands": commands}
+
+test_exec_destructive_blocked if {
+	v := verdict(t.k8s(t.alice, "", exec_cmd([{"program": "rm", "args": ["-rf", "/"], "sudo": false}])))
+	v.action == "block"
+	t.codes(v) == {"k8s.exec_destructive"}
+}
+
+test_exec_without_commands_blocked if {
+	v := verdict(t.k8s(t.alice, "", exec_cmd([])))
+	v.action == "block"
+	t.codes(v) == {"k8s.exec_unchecked"}
+}
+
+test_exec_plain_command_allowed_for_people if {
+	v := verdict(t.k8s(t.alice, "", exec_cmd([{"program": "echo", "args": ["hi"], "sudo": false}])))
+	v.action == "allow"
+	t.codes(v) == {"k8s.exec_allowed"}
 }

@@ -46,7 +46,7 @@ t.test("mistakes name file, line and field", async (t) => {
     "gw.yaml:13: resources[0].upstream.colour: unknown field",
   ]);
   t.same(problems(base.replace("    kind: postgres\n", "    kind: mysql\n")), [
-    'gw.yaml:12: resources[0].kind: must be one of ["postgres","ssh"]',
+    'gw.yaml:12: resources[0].kind: must be one of ["postgres","ssh","kubernetes"]',
   ]);
   t.same(problems(base.replace("    kind: postgres\n", "")), [
     'gw.yaml:11: resources[0]: missing required field "kind"',

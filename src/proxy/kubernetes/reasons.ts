@@ -1,0 +1,25 @@
+// The reason codes the Kubernetes adapter gives itself (policy reasons are k8s.* too, from policies/pamgate/
+// kubernetes.rego). Each refusal is sent to the client as a Kubernetes Status object naming the code.
+import { REQUEST_INFO_REASONS } from "./request-info.js";
+
+export const KUBERNETES_REASONS = {
+  ...REQUEST_INFO_REASONS,
+  "k8s.unknown_cluster": "the request names a cluster (/clusters/<name>/…) that is not a kubernetes resource",
+  "k8s.impersonation_refused":
+    "the client sent Impersonate-* headers; pamgate impersonates the verified requester itself and refuses others",
+  "k8s.body_too_large": "the request body is larger than listeners.kubernetes.max_body_bytes",
+  "k8s.bad_json": "the request body of a write is not valid JSON",
+  "k8s.unsupported_content_type":
+    "the request body's content type is not one pamgate can inspect (JSON, JSON patch, merge patch, apply patch)",
+  "k8s.protobuf_body": "a protobuf request body on a write; pamgate inspects JSON only",
+  "k8s.mask_unsupported": "the policy masks a field pamgate cannot mask in this response",
+  "k8s.unmaskable_response":
+    "the response to a masked request is not JSON, so it cannot be masked and is cut",
+  "k8s.upstream_error": "the cluster's API server could not be reached or failed mid-response",
+} as const satisfies Record<string, string>;
+
+export type KubernetesReasonCode = keyof typeof KUBERNETES_REASONS;
+
+export function kubeReason(code: KubernetesReasonCode, message: string) {
+  return { code, message };
+}

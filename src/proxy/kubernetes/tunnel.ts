@@ -1,0 +1,243 @@
+// exec, attach and port-forward: HTTP upgrades to a stream protocol, decided like any request (server.ts) before the
+// cluster sees them, then relayed byte for byte between the client and the API server (which proxies to the
+// kubelet). The bytes are not changed; a copy of each direction is read to record the session:
+//
+// - WebSocket (`v5.channel.k8s.io`, `v4.channel.k8s.io` and their base64 variants; kubectl ≥ 1.30 and
+//   client-node): each message's first byte is the stream — 0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize, 255
+//   close (v5) — so an exec or attach is recorded as asciicast like an SSH session (stdout/stderr as output,
+//   stdin as input, resize events). Frames are parsed by ws's own Receiver, fed the copies. Compression
+//   (permessage-deflate) is not offered upstream, so the frames are readable.
+// - SPDY/3.1 (older kubectl, the fallback): relayed and counted but not parsed — the transcript says so. Decided and
+//   approved exactly the same; only the recording is missing, and the docs say so plainly.
+// - Port-forward streams are counted per direction, not recorded (they are TCP payloads, not a terminal).
+import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
+import { request } from "node:https";
+import { createRequire } from "node:module";
+import type { Socket } from "node:net";
+import type { Writable } from "node:stream";
+import type { TerminalRecording } from "../../audit/index.js";
+import { errorText } from "../../util/errors.js";
+import type { Logger } from "../../util/log.js";
+import { upstreamHeaders } from "./forward.js";
+import { kubeReason } from "./reasons.js";
+import type { Decided } from "./server.js";
+import { statusResponseText } from "./status.js";
+
+/** ws's frame parser (a Writable that emits "message"); not in @types/ws, so typed here by what is used. */
+type Receiver = Writable & {
+  on(event: "message", listener: (data: Buffer | string, isBinary: boolean) => void): Receiver;
+  on(event: "error", listener: (err: Error) => void): Receiver;
+};
+const { Receiver } = createRequire(import.meta.url)("ws") as {
+  Receiver: new (options: {
+    isServer: boolean;
+    skipUTF8Validation?: boolean;
+    maxPayload?: number;
+  }) => Receiver;
+};
+
+const STDIN = 0;
+const STDOUT = 1;
+const STDERR = 2;
+const RESIZE = 4;
+
+export async function openTunnel(
+  req: IncomingMessage,
+  client: Socket,
+  head: Buffer,
+  d: Decided,
+  log: Logger,
+): Promise<void> {
+  const opts = await d.cluster.upstream.requestOptions(true);
+  const headers: OutgoingHttpHeaders = {
+    ...upstreamHeaders(req, d, opts.headers as OutgoingHttpHeaders, false),
+    connection: "Upgrade",
+    upgrade: req.headers.upgrade ?? "",
+  };
+  // Uncompressed frames only, so that the recording can read them.
+  delete headers["sec-websocket-extensions"];
+  const name = d.cluster.entry.resource.name;
+  const decision = d.outcome.decision.decision_id;
+  await new Promise<void>((resolve) => {
+    const up = request({ ...opts, method: req.method, path: d.cluster.upstream.path(d.url), headers });
+    const fail = (message: string) => {
+      log.warn({ session: d.session.ctx.id }, message);
+      d.session.transcript({ event: "tunnel.error", decision_id: decision, message });
+      if (client.writable) client.end(statusResponseText(502, [kubeReason("k8s.upstream_error", message)]));
+      resolve();
+    };
+    up.on("error", (err) =>
+      fail(`pamgate cannot open the ${d.info.subresource} stream on cluster ${name}: ${errorText(err)}`),
+    );
+    // Not upgraded (the cluster refused: RBAC, no such pod, a bad container): its answer goes back as it is.
+    up.on("response", (res) => {
+      const lines = [`HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ""}`];
+      for (let i = 0; i < res.rawHeaders.length; i += 2) {
+        const k = res.rawHeaders[i] as string;
+        if (/^(connection|transfer-encoding|keep-alive)$/i.test(k)) continue;
+        lines.push(`${k}: ${res.rawHeaders[i + 1]}`);
+      }
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        const body = Buffer.concat(chunks);
+        lines.push(`Content-Length: ${body.length}`, "Connection: close", "", "");
+        client.end(Buffer.concat([Buffer.from(lines.join("\r\n")), body]));
+        d.session.transcript({ event: "tunnel.refused", decision_id: decision, code: res.statusCode });
+        resolve();
+      });
+    });
+    up.on("upgrade", (res, upstream: Socket, upHead: Buffer) => {
+      const lines = [`HTTP/1.1 101 ${res.statusMessage || "Switching Protocols"}`];
+      for (let i = 0; i < res.rawHeaders.length; i += 2)
+        lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
+      client.write(`${lines.join("\r\n")}\r\n\r\n`);
+      const protocol = String(
+        res.headers["sec-websocket-protocol"] ?? res.headers["x-stream-protocol-version"] ?? "",
+      );
+      const websocket = String(res.headers.upgrade ?? "").toLowerCase() === "websocket";
+      // A WebSocket stream that cannot be parsed cannot be recorded: the tunnel is closed (fail closed).
+      const rec = new TunnelRecording(d, websocket, protocol, () => {
+        client.destroy();
+        upstream.destroy();
+      });
+      upstream.on("error", () => client.destroy());
+      client.on("error", () => upstream.destroy());
+      if (upHead.length > 0) {
+        rec.fromCluster(upHead);
+        client.write(upHead);
+      }
+      if (head.length > 0) {
+        rec.fromClient(head);
+        upstream.write(head);
+      }
+      relay(client, upstream, (b) => rec.fromClient(b));
+      relay(upstream, client, (b) => rec.fromCluster(b));
+      let closed = 0;
+      const done = () => {
+        if (++closed < 2) return;
+        rec.close();
+        resolve();
+      };
+      client.on("close", () => {
+        upstream.destroy();
+        done();
+      });
+      upstream.on("close", () => {
+        client.destroy();
+        done();
+      });
+    });
+    if (d.body) up.end(d.body);
+    else up.end();
+  });
+}
+
+/** Copies `from` to `to` with backpressure; `observe` sees each chunk first. */
+function relay(from: Socket, to: Socket, observe: (b: Buffer) => void): void {
+  from.on("data", (b: Buffer) => {
+    observe(b);
+    if (!to.write(b)) {
+      from.pause();
+      to.once("drain", () => from.resume());
+    }
+  });
+  from.on("end", () => to.end());
+}
+
+/** The record of one tunnel: asciicast of an exec/attach over WebSocket, byte counts for everything. */
+class TunnelRecording {
+  private toCluster = 0;
+  private fromClusterBytes = 0;
+  private readonly rec: TerminalRecording | null = null;
+  private readonly up: Receiver | null = null;
+  private readonly down: Receiver | null = null;
+  private unreadable: string | null = null;
+
+  constructor(
+    private readonly d: Decided,
+    websocket: boolean,
+    private readonly protocol: string,
+    private readonly broken: () => void,
+  ) {
+    const terminal = d.info.subresource === "exec" || d.info.subresource === "attach";
+    if (!websocket) this.unreadable = "SPDY streams are relayed but not parsed, so not recorded";
+    else if (!terminal) this.unreadable = "port-forward streams are counted, not recorded";
+    if (this.unreadable) return;
+    this.rec = d.session.terminal({
+      width: 80,
+      height: 24,
+      command: (d.info.command ?? []).join(" "),
+      title: `${d.cluster.entry.resource.name} ${d.info.namespace}/${d.info.name} ${d.info.subresource} (decision ${d.outcome.decision.decision_id})`,
+      keyframes: d.info.tty === true,
+    });
+    const base64 = protocol.includes("base64");
+    const onMessage = (fromClient: boolean) => (data: Buffer | string) => {
+      const msg = typeof data === "string" ? Buffer.from(data) : data;
+      if (msg.length === 0) return;
+      const first = msg[0] as number;
+      const channel = base64 ? first - 48 : first;
+      const payload = base64 ? Buffer.from(msg.subarray(1).toString("latin1"), "base64") : msg.subarray(1);
+      this.message(fromClient, channel, payload);
+    };
+    const stop = (err: Error) => this.stopParsing(`the stream could not be parsed: ${errorText(err)}`);
+    this.up = new Receiver({ isServer: true, skipUTF8Validation: true });
+    this.up.on("message", onMessage(true));
+    this.up.on("error", stop);
+    this.down = new Receiver({ isServer: false, skipUTF8Validation: true });
+    this.down.on("message", onMessage(false));
+    this.down.on("error", stop);
+  }
+
+  fromClient(b: Buffer): void {
+    this.toCluster += b.length;
+    this.up?.write(b);
+  }
+
+  fromCluster(b: Buffer): void {
+    this.fromClusterBytes += b.length;
+    this.down?.write(b);
+  }
+
+  private message(fromClient: boolean, channel: number, payload: Buffer): void {
+    const rec = this.rec;
+    if (!rec) return;
+    if (fromClient && channel === STDIN) rec.input(payload);
+    else if (fromClient && channel === RESIZE) {
+      try {
+        const size = JSON.parse(payload.toString("utf8")) as { Width?: number; Height?: number };
+        if (size.Width && size.Height) rec.resize(size.Width, size.Height);
+      } catch {
+        // a malformed resize message is the API server's to refuse; the recording skips it
+      }
+    } else if (!fromClient && (channel === STDOUT || channel === STDERR)) rec.output(payload);
+  }
+
+  private stopParsing(why: string): void {
+    if (this.unreadable) return;
+    this.d.session.transcript({
+      event: "tunnel.unparsable",
+      decision_id: this.d.outcome.decision.decision_id,
+      why,
+    });
+    this.unreadable = why;
+    this.up?.removeAllListeners("message");
+    this.down?.removeAllListeners("message");
+    this.broken();
+  }
+
+  close(): void {
+    this.up?.end();
+    this.down?.end();
+    void this.rec?.close().catch(() => {});
+    this.d.session.transcript({
+      event: "tunnel",
+      decision_id: this.d.outcome.decision.decision_id,
+      subresource: this.d.info.subresource,
+      protocol: this.protocol,
+      bytes_to_cluster: this.toCluster,
+      bytes_from_cluster: this.fromClusterBytes,
+      ...(this.unreadable ? { recording: this.unreadable } : {}),
+    });
+  }
+}
