@@ -191,7 +191,8 @@ class TunnelRecording {
 
   fromClient(b: Buffer): void {
     this.toCluster += b.length;
-    this.up?.write(b);
+    // A copy: ws's Receiver unmasks client frames in place, and these bytes still go to the cluster masked.
+    this.up?.write(Buffer.from(b));
   }
 
   fromCluster(b: Buffer): void {
