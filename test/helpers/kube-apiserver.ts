@@ -173,11 +173,18 @@ export function spawnTied(bin: string, args: string[], options: SpawnOptions): C
     ? spawn(SETPRIV, ["--pdeathsig", "KILL", "--", bin, ...args], options)
     : spawn(bin, args, options);
   // Also on a normal exit that skipped stop() (process.exit() in a test, an uncaught exception).
-  const onExit = () => proc.kill("SIGKILL");
-  process.once("exit", onExit);
-  proc.once("exit", () => process.removeListener("exit", onExit));
+  live.add(proc);
+  proc.once("exit", () => live.delete(proc));
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once("exit", () => {
+      for (const p of live) p.kill("SIGKILL");
+    });
+  }
   return proc;
 }
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
 
 /** Keeps the last `max` lines a child process writes to a stream. */
 function tail(stream: NodeJS.ReadableStream | null, max = 200): string[] {

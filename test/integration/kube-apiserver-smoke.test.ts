@@ -3,6 +3,7 @@
 // it, and what the Kubernetes adapter's tests will lean on is shown to hold — RBAC really authorizes an
 // impersonated user, and the cluster's own audit log names both the impersonating identity and the user it
 // acted as. With the fake kubelet stand-in, `kubectl exec` goes through the apiserver to a "node".
+import * as k8s from "@kubernetes/client-node";
 import t from "tap";
 import { fakeKubeletAvailable, startFakeKubelet } from "../helpers/fake-kubelet.js";
 import {
@@ -53,12 +54,15 @@ if (!kubeApiServerAvailable()) {
       "--from-literal=password=hunter2",
     ]);
     t.equal(secret.code, 0, secret.stderr);
-    // Read back over plain HTTPS with the admin client cert: no Kubernetes client library is a dependency
-    // yet (@kubernetes/client-node 2.x needs Node 22; 1.x would do on Node 20).
+    // Read back with @kubernetes/client-node (1.x: 2.x needs Node 22) from the same admin kubeconfig.
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(api.adminKubeconfigPath);
+    const read = await kc.makeApiClient(k8s.CoreV1Api).readNamespacedSecret({ name: "db", namespace: NS });
+    t.equal(Buffer.from(read.data?.password ?? "", "base64").toString(), "hunter2");
+    // And over plain HTTPS with the admin client cert (the helper's request()).
     const res = await api.request("GET", `/api/v1/namespaces/${NS}/secrets/db`);
     t.equal(res.status, 200, "GET the Secret");
-    const data = (res.json as { data: Record<string, string> }).data;
-    t.equal(Buffer.from(data.password ?? "", "base64").toString(), "hunter2");
+    t.equal((res.json as { metadata: { uid: string } }).metadata.uid, read.metadata?.uid);
   });
 
   t.test("impersonation is authorized by RBAC and audited with the original requester", async (t) => {
