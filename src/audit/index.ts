@@ -36,7 +36,7 @@ import { type BackoffOptions, Shipper, type ShipperStatus, type Sink } from "./s
 import { FileSink, type FileSinkConfig } from "./sinks/file.js";
 import { describeUrl, HttpSink, type HttpSinkConfig } from "./sinks/http.js";
 import { PostgresSink, type PostgresSinkConfig, quoteTable } from "./sinks/postgres.js";
-import { type AuditReceipt, Spool, type SpoolStatus } from "./spool.js";
+import { type AuditReceipt, Spool, type SpoolStatus, type WrittenReceipt } from "./spool.js";
 
 export { AuditUnavailableError } from "./errors.js";
 export { buildDecisionEvent, type DecisionContext, type DecisionEvent, MASK_ENTRYPOINT } from "./event.js";
@@ -44,15 +44,27 @@ export type { SpoolIo } from "./io.js";
 export type { RecordingOptions, TerminalRecordingOptions, TranscriptOptions } from "./recording.js";
 export { TerminalRecording, TranscriptRecording } from "./recording.js";
 export type { ShipperStatus } from "./shipper.js";
-export type { AuditReceipt, SpoolStatus } from "./spool.js";
+export type { AuditReceipt, SpoolStatus, WrittenReceipt } from "./spool.js";
 export { registerAuditStatus, sinkComponentStatus, spoolComponentStatus } from "./status.js";
 export type { FileSinkConfig, HttpSinkConfig, PostgresSinkConfig };
 
 export type SinkConfig = PostgresSinkConfig | HttpSinkConfig | FileSinkConfig;
 
+/**
+ * When a decision record counts as taken, like PostgreSQL's synchronous_commit (docs/audit.md, "Durability"):
+ * - `fsync`: on disk (written and fdatasync'd) before the command is forwarded. Loses nothing.
+ * - `write`: in the operating system before the command is forwarded, on disk before its result is released to
+ *   the client (the fdatasync overlaps the command's run). A crash of the gateway process, `kill -9` included,
+ *   loses nothing; a crash of the machine or a power loss can lose the records of the last fdatasync round, whose
+ *   commands may have run but whose results no client has seen.
+ */
+export type AuditDurability = "fsync" | "write";
+
 export interface AuditConfig {
   /** The spool directory (created if missing). */
   dir: string;
+  /** When a decision record counts as taken. Default "fsync". */
+  durability?: AuditDurability;
   /** Spool size limit in bytes; when reached, records (and so commands) are refused. Default 1 GiB. */
   maxBytes?: number;
   /** Segment size at which a segment is sealed and a new one started. Default 64 MiB (≤ maxBytes/4). */
@@ -268,19 +280,27 @@ export class AuditTrail {
     return this.releasing;
   }
 
+  /** When a decision record counts as taken (see AuditDurability). */
+  get durability(): AuditDurability {
+    return this.config.durability ?? "fsync";
+  }
+
   /**
    * Records one decision: builds its OPA-format event (masked by the deciding bundle's system.log.mask rule) and
-   * resolves once it is durable. The proxy must await this before forwarding the command; on
-   * AuditUnavailableError it must block the command (the error's reason says why).
+   * resolves once it is taken at the trail's durability level. The proxy must await this before forwarding the
+   * command; on AuditUnavailableError it must block the command (the error's reason says why). At level `write`
+   * the receipt's `durable` settles later: the command's result must wait for it.
    */
-  recordDecision(decision: Decision, context?: DecisionContext): Promise<AuditReceipt> {
+  recordDecision(decision: Decision, context?: DecisionContext): Promise<AuditReceipt | WrittenReceipt> {
     let event: DecisionEvent;
     try {
       event = this.decisionEvent(decision, context);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.spool.record("decision", event.json);
+    return this.durability === "write"
+      ? this.spool.recordWritten("decision", event.json)
+      : this.spool.record("decision", event.json);
   }
 
   /** Builds the event for a decision (masking included) without recording it. */

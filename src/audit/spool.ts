@@ -62,6 +62,15 @@ export interface AuditReceipt {
   hash: string;
 }
 
+/**
+ * What recordWritten() resolves with: the record is in the operating system (it survives the gateway process
+ * dying, `kill -9` included) but not yet fdatasync'd. `durable` resolves once it is on disk, or rejects with
+ * AuditUnavailableError when the disk refused it — then the caller must not release the command's result.
+ */
+export interface WrittenReceipt extends AuditReceipt {
+  durable: Promise<void>;
+}
+
 export interface SpoolStatus {
   dir: string;
   spool_id: string | null;
@@ -79,8 +88,25 @@ interface Pending {
   kind: string;
   body: string;
   size: number;
-  resolve: (r: AuditReceipt) => void;
+  /** Resolved once written to the OS (recordWritten) rather than once durable (record). */
+  ackOnWrite: boolean;
+  resolve: (r: AuditReceipt | WrittenReceipt) => void;
   reject: (e: Error) => void;
+}
+
+/** One promise shared by every write-acknowledged record of a batch: settled by the batch's fdatasync. */
+class Durable {
+  readonly promise: Promise<void>;
+  resolve!: () => void;
+  reject!: (e: Error) => void;
+  constructor() {
+    this.promise = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    // A caller that never awaits it must not turn a failed sync into an unhandled rejection.
+    this.promise.catch(() => {});
+  }
 }
 
 interface Batch {
@@ -93,6 +119,8 @@ interface Batch {
   lastHash: string;
   bytes: number;
   sealed: boolean;
+  /** Set when some of its records were acknowledged at write: their callers hold results until it settles. */
+  durable: Durable | null;
 }
 
 /** Room for a seal record at the end of a batch. */
@@ -239,9 +267,22 @@ export class Spool {
    * `body` is the record body as JSON text (serialized once by the caller).
    */
   record(kind: string, body: string): Promise<AuditReceipt> {
+    return this.enqueue(kind, body, false);
+  }
+
+  /**
+   * Appends one record; resolves once it is written to the operating system — before its fdatasync, which the
+   * receipt's `durable` promise follows. For the `write` durability level: the command may go ahead once this
+   * resolves (a crash of this process loses nothing the OS has), its result only once `durable` resolves.
+   */
+  recordWritten(kind: string, body: string): Promise<WrittenReceipt> {
+    return this.enqueue(kind, body, true) as Promise<WrittenReceipt>;
+  }
+
+  private enqueue(kind: string, body: string, ackOnWrite: boolean): Promise<AuditReceipt> {
     if (this.closed) return Promise.reject(new AuditUnavailableError("audit spool is closed"));
     if (!KIND_PATTERN.test(kind)) return Promise.reject(new TypeError(`invalid audit record kind "${kind}"`));
-    if (this.unavailable) return this.recordWhenUnavailable(kind, body);
+    if (this.unavailable) return this.recordWhenUnavailable(kind, body, ackOnWrite);
     const size = Buffer.byteLength(body) + RECORD_OVERHEAD + kind.length;
     if (size > this.maxRecordBytes) {
       return Promise.reject(
@@ -253,7 +294,7 @@ export class Spool {
       return Promise.reject(new AuditUnavailableError(this.fullReason(), "ENOSPC"));
     }
     return new Promise<AuditReceipt>((resolve, reject) => {
-      this.queue.push({ kind, body, size, resolve, reject });
+      this.queue.push({ kind, body, size, ackOnWrite, resolve, reject });
       this.reservedBytes += size;
       if (!this.writing && !this.scheduled) {
         this.scheduled = true;
@@ -266,10 +307,14 @@ export class Spool {
     return `audit spool full: ${this.usedBytes + this.reservedBytes} bytes of ${this.maxBytes}`;
   }
 
-  private async recordWhenUnavailable(kind: string, body: string): Promise<AuditReceipt> {
+  private async recordWhenUnavailable(
+    kind: string,
+    body: string,
+    ackOnWrite: boolean,
+  ): Promise<AuditReceipt> {
     if (Date.now() >= this.retryAt) await this.tryOpen();
     if (this.unavailable) throw this.unavailable;
-    return this.record(kind, body);
+    return this.enqueue(kind, body, ackOnWrite);
   }
 
   /** Tries to open an unavailable spool again (at most every retryMs); resolves whether it is open. */
@@ -313,7 +358,9 @@ export class Spool {
     this.writing = true;
     try {
       while (this.queue.length > 0) {
-        if (this.closed || this.fd < 0) {
+        // Unavailable: closed, never opened, or a failed sync of write-acknowledged records (see rollBack), which
+        // waits for the spool to be opened again from what is on disk.
+        if (this.closed || this.fd < 0 || this.unavailable) {
           this.refuse(
             this.takeQueue(),
             this.unavailable ?? new AuditUnavailableError("audit spool is closed"),
@@ -441,7 +488,15 @@ export class Spool {
     this.writeHash = prev;
     this.writeOffset = startOffset + off;
     if (sealed) this.needsRotation = true;
-    this.unsynced.push({ items, hashes, startSeq, endSeq: seq, lastHash: prev, bytes: off, sealed });
+    // Write-acknowledged records are told now: they are in the OS. The rest are told after the fdatasync.
+    let durable: Durable | null = null;
+    for (let i = 0; i < items.length; i++) {
+      const p = items[i] as Pending;
+      if (!p.ackOnWrite) continue;
+      durable ??= new Durable();
+      p.resolve({ seq: startSeq + i + 1, hash: hashes[i] as string, durable: durable.promise });
+    }
+    this.unsynced.push({ items, hashes, startSeq, endSeq: seq, lastHash: prev, bytes: off, sealed, durable });
     this.unsyncedBytes += off;
     if (!this.syncing) void this.syncLoop();
   }
@@ -496,8 +551,9 @@ export class Spool {
         if (p.kind === "decision") decisions++;
         else if (p.kind === "recording") recordings++;
         else metrics.auditRecords.inc({ kind: p.kind });
-        p.resolve({ seq: b.startSeq + i + 1, hash: b.hashes[i] as string });
+        if (!p.ackOnWrite) p.resolve({ seq: b.startSeq + i + 1, hash: b.hashes[i] as string });
       }
+      b.durable?.resolve();
       this.seq = b.endSeq;
       this.lastHash = b.lastHash;
       if (b.sealed) {
@@ -516,26 +572,47 @@ export class Spool {
   /**
    * A sync failed: nothing after the durable end can be trusted. Wait for a write in progress, refuse every batch
    * after the durable end, cut the file back to it, and continue the chain from there.
+   *
+   * Except where records were acknowledged at write (recordWritten): their commands may already have run, so
+   * their records are never cut off. The file is cut after the last such batch, the callers holding results are
+   * told the sync failed (their `durable` rejects), and the spool becomes unavailable until it is opened again
+   * from what is on disk — the chain there is intact, and start-up recovery checks it as after a crash.
    */
   private async rollBack(failed: Batch[], err: AuditUnavailableError): Promise<void> {
     this.generation++;
     this.lastSyncError = err;
     await this.currentWrite;
-    const later = this.unsynced;
+    const batches = [...failed, ...this.unsynced];
     this.unsynced = [];
     this.unsyncedBytes = 0;
+    let keep = 0;
+    for (let i = 0; i < batches.length; i++) if ((batches[i] as Batch).durable) keep = i + 1;
+    let keepBytes = 0;
+    for (let i = 0; i < keep; i++) keepBytes += (batches[i] as Batch).bytes;
     this.writeSeq = this.seq;
     this.writeHash = this.lastHash;
     this.writeOffset = this.active.bytes;
     this.needsRotation = false;
     try {
-      await this.io.ftruncate(this.fd, this.active.bytes);
+      await this.io.ftruncate(this.fd, this.active.bytes + keepBytes);
     } catch {
-      this.dirtyTail = true;
+      this.dirtyTail = keep === 0;
     }
-    for (const b of [...failed, ...later]) this.refuse(b.items, err);
+    for (let i = 0; i < batches.length; i++) {
+      const b = batches[i] as Batch;
+      b.durable?.reject(err);
+      this.refuse(
+        b.items.filter((p) => i >= keep || !p.ackOnWrite),
+        err,
+      );
+      if (i < keep) for (const p of b.items) if (p.ackOnWrite) this.reservedBytes -= p.size;
+    }
+    if (keep > 0) {
+      this.unavailable = err;
+      this.retryAt = Date.now() + this.retryMs;
+    }
     this.log.error(
-      { err: err.reason, batches: failed.length + later.length },
+      { err: err.reason, batches: batches.length, kept_written: keep },
       "audit spool sync failed; records refused",
     );
   }

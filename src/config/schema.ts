@@ -158,6 +158,8 @@ const AuditSchema = Type.Object(
     dir: NonEmpty,
     max_bytes: Type.Optional(Type.Integer({ minimum: 1024 })),
     segment_bytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+    /** When a decision record counts as taken: on disk (fsync, the default) or in the OS (write). */
+    durability: Type.Optional(Type.Union([Type.Literal("fsync"), Type.Literal("write")])),
     sinks: Type.Optional(Type.Array(AuditSinkSchema)),
   },
   closed,

@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { buildApi, ObservableApprovalService } from "../api/index.js";
 import type { ApprovalService } from "../approvals/service.js";
-import { AuditTrail, registerAuditStatus, type SinkConfig } from "../audit/index.js";
+import { AuditTrail, registerAuditStatus, type SinkConfig, type SpoolIo } from "../audit/index.js";
 import { FileBundleSource, PolicyFolderSource } from "../bundles/file-source.js";
 import { HttpBundleSource } from "../bundles/http-source.js";
 import { BundleManager } from "../bundles/manager.js";
@@ -38,6 +38,8 @@ export interface GatewayExtras {
   devClients?: string[];
   /** Lifetime of the development issuer's tokens (default 600 s). */
   devTokenTtlSeconds?: number;
+  /** The audit spool's file operations (tests make them fail the way a broken disk does). */
+  auditIo?: SpoolIo;
 }
 
 export interface Gateway {
@@ -184,23 +186,23 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
           dir: config.audit.dir,
           maxBytes: config.audit.max_bytes,
           segmentBytes: config.audit.segment_bytes,
+          durability: config.audit.durability,
           sinks: (config.audit.sinks ?? []).map((s) => sinkConfig(s)),
         },
-        { logger: log },
+        { logger: log, io: extras.auditIo },
       );
       audit = trail;
       closers.push(() => trail.close());
       registerAuditStatus(status, trail); // audit.spool, audit.sink:<name>
       auditPort = {
-        recordDecision: async (decision, ctx) => {
-          await trail.recordDecision(decision, {
+        recordDecision: (decision, ctx) =>
+          trail.recordDecision(decision, {
             session_id: ctx.session.id,
             approval_id: ctx.approvalId,
             requested_by: ctx.session.clientAddr,
             action: ctx.action,
             reasons: ctx.reasons,
-          });
-        },
+          }),
       };
     } else {
       log.warn("no audit trail configured: decisions are not recorded (set audit.dir)");

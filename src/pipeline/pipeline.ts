@@ -73,12 +73,22 @@ export interface Outcome {
   fatal: boolean;
 }
 
-/** The audit trail as the pipeline uses it: resolves once the record is durable, rejects when it cannot be. */
+/**
+ * The audit trail as the pipeline uses it: resolves once the record is taken, rejects when it cannot be. A
+ * trail at durability `write` resolves once the record is in the OS and returns `durable`, which settles once
+ * it is on disk: the command may go ahead before, its result may reach the client only after.
+ */
 export interface AuditPort {
   recordDecision(
     decision: Decision,
     ctx: { session: SessionContext; action: string; approvalId: string | null; reasons: Reason[] },
-  ): Promise<void>;
+  ): Promise<AuditAck | undefined | void>;
+}
+
+/** What the trail answers for a record taken (the spool's receipt): `durable` only when it is not on disk yet. */
+export interface AuditAck {
+  seq?: number;
+  durable?: Promise<void>;
 }
 
 export type ApprovalOutcome = "approved" | "denied" | "expired" | "timeout";
@@ -127,6 +137,11 @@ export interface DecideHooks {
   onHold?: (approvalId: string, verdict: Verdict) => void;
   /** Aborts an approval wait (the client went away). */
   signal?: AbortSignal;
+  /**
+   * The adapter holds each command's result until BatchOutcome.durable settles, so the pipeline may return once
+   * the records are written (durability `write`). Without it the pipeline waits for the records to be durable.
+   */
+  holdsResults?: boolean;
 }
 
 /** The outcome of a batch: every command's outcome, and what the batch as a whole gets. */
@@ -139,6 +154,11 @@ export interface BatchOutcome {
   reasons: Reason[];
   /** The session cannot continue (its token expired). */
   fatal: boolean;
+  /**
+   * Only with DecideHooks.holdsResults: settles once the batch's records are durable. The adapter releases the
+   * results of these commands to the client only after it resolves, and ends the session if it rejects.
+   */
+  durable: Promise<void> | null;
 }
 
 export class CommandPipeline {
@@ -185,7 +205,7 @@ export class CommandPipeline {
         `your access token expired at ${session.expiresAt.toISOString()}; reconnect with a fresh token`,
       );
       for (const p of plans) block(p, [r]);
-      return this.finish(session, plans, true);
+      return this.finish(session, plans, true, hooks);
     }
 
     // A refusal comes after the policy's own reasons when the policy blocks too, so the user sees both.
@@ -218,7 +238,7 @@ export class CommandPipeline {
         if ((p.action as Plan["action"]) === "block") break;
       }
     }
-    return this.finish(session, plans, false);
+    return this.finish(session, plans, false, hooks);
   }
 
   /** Resolves an `approve` plan to a grant (allow/mask under the approval) or a block. */
@@ -276,21 +296,30 @@ export class CommandPipeline {
     }
   }
 
+  /**
+   * Takes one record. The trail's answer is returned as it is, not its `durable` promise: an async function
+   * returning a promise would wait for it.
+   */
   private async record(
     session: SessionContext,
     decision: Decision,
     action: string,
     reasons: Reason[],
     approvalId: string | null,
-  ): Promise<void> {
-    await this.options.audit?.recordDecision(decision, { session, action, approvalId, reasons });
+  ): Promise<AuditAck | undefined | void> {
+    return this.options.audit?.recordDecision(decision, { session, action, approvalId, reasons });
   }
 
   /**
    * Makes the batch all or nothing, records every command's enforced outcome durably, then returns them. A
    * record that fails turns the whole batch into a block.
    */
-  private async finish(session: SessionContext, plans: Plan[], fatal: boolean): Promise<BatchOutcome> {
+  private async finish(
+    session: SessionContext,
+    plans: Plan[],
+    fatal: boolean,
+    hooks: DecideHooks,
+  ): Promise<BatchOutcome> {
     const culprit = plans.findIndex((p) => p.action === "block");
     if (culprit >= 0 && plans.length > 1) {
       const c = plans[culprit] as Plan;
@@ -305,7 +334,17 @@ export class CommandPipeline {
     const results = await Promise.allSettled(
       plans.map((p) => this.record(session, p.decision, p.action, p.reasons, p.approvalId)),
     );
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    let failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    let durable = failed ? null : durableOf(results as PromiseFulfilledResult<AuditAck | undefined | void>[]);
+    if (durable && !hooks.holdsResults) {
+      // The adapter cannot hold results back: the records must be on disk before the commands go ahead.
+      try {
+        await durable;
+      } catch (err) {
+        failed = { status: "rejected", reason: err };
+      }
+      durable = null;
+    }
     if (failed) {
       const err = failed.reason as unknown;
       this.log.error(
@@ -340,8 +379,28 @@ export class CommandPipeline {
       outcomes,
       reasons: cause?.reasons ?? [],
       fatal,
+      durable: blocked ? null : durable,
     };
   }
+}
+
+/** One promise for the durability of a batch's records (usually all in one group commit: one promise). */
+function durableOf(
+  results: readonly PromiseFulfilledResult<AuditAck | undefined | void>[],
+): Promise<void> | null {
+  let first: Promise<void> | undefined;
+  let all: Promise<void>[] | undefined;
+  for (const r of results) {
+    const d = r.value ? r.value.durable : undefined;
+    if (!d || d === first) continue;
+    if (!first) first = d;
+    else {
+      all ??= [first];
+      all.push(d);
+    }
+  }
+  if (all) return Promise.all(all).then(() => undefined);
+  return first ?? null;
 }
 
 function block(p: Plan, reasons: Reason[]): void {

@@ -111,7 +111,7 @@ export async function fakeSession(opts: FakeSessionOptions = {}) {
             fatal: false,
           }) as unknown as Outcome,
       );
-      return { action, outcomes, reasons: problem ? [problem] : [], fatal: false };
+      return { action, outcomes, reasons: problem ? [problem] : [], fatal: false, durable: null };
     },
   } as unknown as CommandPipeline;
   const catalog = {

@@ -445,3 +445,81 @@ t.test(
     );
   },
 );
+
+t.test(
+  "recordWritten: acknowledged once written, before the fdatasync; `durable` follows it; fsync'd records still wait",
+  async (t) => {
+    const dir = t.testdir();
+    const { io, state } = faultyIo();
+    let openGate: () => void = () => {};
+    const spool = await open(dir, { io });
+    state.syncGate = new Promise<void>((r) => {
+      openGate = r;
+    });
+    const written = await spool.recordWritten("decision", body(0));
+    t.equal(written.seq, 1, "acknowledged while the fdatasync is held");
+    t.equal(state.writes, 1);
+    const seg = (await listSegmentFiles(dir))[0]?.path as string;
+    t.match(readFileSync(seg, "utf8"), /"i":0/, "the record is in the file (in the OS) already");
+    let durable = false;
+    void written.durable.then(() => {
+      durable = true;
+    });
+    let fsynced = false;
+    const viaFsync = spool.record("decision", body(1)).then((r) => {
+      fsynced = true;
+      return r;
+    });
+    await new Promise((r) => setTimeout(r, 30));
+    t.notOk(durable, "not durable while the fdatasync has not returned");
+    t.notOk(fsynced, "a record() in the same spool still waits for its fdatasync");
+    openGate();
+    state.syncGate = null;
+    await written.durable;
+    t.equal((await viaFsync).seq, 2);
+    t.ok(durable && fsynced);
+    await spool.close();
+    t.ok((await verifySpool(dir)).ok);
+  },
+);
+
+t.test(
+  "recordWritten and a failing fdatasync: the written records stay (their commands may have run), `durable` rejects, the spool reopens from disk",
+  async (t) => {
+    const dir = t.testdir();
+    const { io, state } = faultyIo();
+    const spool = await open(dir, { io, retryMs: 50 });
+    await spool.record("decision", body(0));
+    let openGate: () => void = () => {};
+    state.syncGate = new Promise<void>((r) => {
+      openGate = r;
+    });
+    // One batch: written together, their fdatasync held.
+    const [a, b] = await Promise.all([
+      spool.recordWritten("decision", body(1)),
+      spool.recordWritten("decision", body(2)),
+    ]);
+    state.failSync = "EIO";
+    openGate();
+    await t.rejects(a.durable, /EIO/, "the first caller learns its record may not be on disk");
+    await t.rejects(b.durable, /EIO/);
+    state.syncGate = null;
+    t.equal(spool.status().available, false, "unavailable until reopened from disk");
+    await t.rejects(
+      spool.record("decision", body(3)),
+      AuditUnavailableError,
+      "new records are refused meanwhile",
+    );
+    state.failSync = null;
+    await new Promise((r) => setTimeout(r, 60));
+    const c = await spool.record("decision", body(4));
+    t.equal(c.seq, 4, "reopened: the written records were kept and the chain goes on after them");
+    await spool.close();
+    const v = await verifySpool(dir);
+    t.ok(v.ok, v.problem?.problem ?? "chain intact");
+    t.same(
+      (await all(dir)).map((r) => JSON.parse(r.body).i),
+      [0, 1, 2, 4],
+    );
+  },
+);

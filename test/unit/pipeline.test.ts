@@ -230,3 +230,35 @@ verdict := {"action": input.command.want, "reasons": [{"code": concat(".", ["t",
     "a record the trail refuses blocks the whole batch",
   );
 });
+
+t.test(
+  "durability write: the batch's durable promise goes to an adapter that holds results, else it is awaited",
+  async (t) => {
+    let settle: (ok: boolean) => void = () => {};
+    const durable = new Promise<void>((resolve, reject) => {
+      settle = (ok) => (ok ? resolve() : reject(new Error("audit spool write failed: EIO")));
+    });
+    durable.catch(() => {});
+    const audit: AuditPort = { recordDecision: async () => ({ durable }) };
+    const pipeline = new CommandPipeline(await engineWith(allowVerdict), { audit });
+
+    const held = await pipeline.decideBatch(session(), [req, { ...req, text: "SELECT 2" }], {
+      holdsResults: true,
+    });
+    t.equal(held.action, "allow", "returned before the records are on disk");
+    t.equal(held.durable, durable, "one promise for the batch (both records in one group commit)");
+
+    let returned = false;
+    const waiting = pipeline.decide(session(), req).then((o) => {
+      returned = true;
+      return o;
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    t.notOk(returned, "an adapter that cannot hold results waits for the disk");
+    settle(false);
+    const out = await waiting;
+    t.equal(out.action, "block", "and a record the disk refused blocks the command");
+    t.equal(out.reasons[0]?.code, "audit.unavailable");
+    t.match(out.reasons[0]?.message, /EIO/);
+  },
+);

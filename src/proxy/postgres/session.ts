@@ -84,6 +84,14 @@ export class ProxySession {
   private clientBusy = false;
   private backlogPaused = false;
   private upstreamBusy = false;
+  /**
+   * Durability `write`: the records of the statements forwarded last are in the OS but not yet on disk. Nothing
+   * from the server is passed to the client until they are (results of earlier statements wait too: one fdatasync
+   * round at most), so no client sees a result whose record a power loss could take.
+   */
+  private heldFor: Promise<void> | null = null;
+  /** The upstream socket was paused because too much piled up while held. */
+  private heldPaused = false;
   /** The plan for DataRows of the result set being streamed (simple protocol) or the current Execute. */
   private resultPlan: ReturnType<typeof planFor> | null = null;
   private copyOutPlan: ReturnType<typeof planFor> | null = null;
@@ -281,7 +289,9 @@ export class ProxySession {
     const batch = await this.deps.pipeline.decideBatch(this.ctx, reqs, {
       signal: this.abort.signal,
       onHold: (id, verdict) => this.tellHeld(id, verdict),
+      holdsResults: true,
     });
+    if (batch.durable) this.holdResultsUntil(batch.durable);
     this.transcribe(statements, batch);
     if (batch.action !== "block" && statements.some((st) => st.command.category === "ddl"))
       this.ddlRunning = true;
@@ -437,6 +447,27 @@ export class ProxySession {
     this.close(message);
   }
 
+  /** Holds what the server sends until `durable` settles; ends the session if the record cannot be made durable. */
+  private holdResultsUntil(durable: Promise<void>): void {
+    this.heldFor = durable;
+    durable.then(
+      () => {
+        if (this.heldFor !== durable) return; // a later statement's record holds them now
+        this.heldFor = null;
+        if (this.heldPaused) {
+          this.heldPaused = false;
+          this.upstream.resume();
+        }
+        if (!this.upstreamBusy) void this.pumpUpstream();
+      },
+      (err: unknown) =>
+        this.fatal(
+          "58030",
+          `pamgate: the audit record of this statement could not be written to disk (${errorText(err)}), so its result is withheld and the session ends; reconnect once the audit trail is available`,
+        ),
+    );
+  }
+
   // --- upstream → client ------------------------------------------------------------------------------------------
   //
   // A large result is mostly DataRows (or CopyData): those take a fast path that neither builds a Frame nor writes
@@ -445,6 +476,13 @@ export class ProxySession {
 
   private onUpstreamData(chunk: Buffer): void {
     this.upstreamIn.push(chunk);
+    if (this.heldFor) {
+      if (this.upstreamIn.bufferedBytes > HIGH_WATER && !this.heldPaused) {
+        this.heldPaused = true;
+        this.upstream.pause();
+      }
+      return;
+    }
     if (!this.upstreamBusy) void this.pumpUpstream();
   }
 
@@ -453,7 +491,7 @@ export class ProxySession {
     this.client.cork();
     const span = this.upstreamSpan;
     try {
-      while (!this.closed && this.upstreamIn.nextSpan(span)) {
+      while (!this.closed && !this.heldFor && this.upstreamIn.nextSpan(span)) {
         if (span.type === BackendType.dataRow) this.forwardDataRow(span);
         else if (span.type === BackendType.copyData) this.forwardCopyData(span);
         else {
