@@ -189,7 +189,15 @@ export class SessionOpener {
         this.live.delete(id);
         for (const rec of terminals) if (!rec.isClosed) rec.close().catch(() => {}); // failures: in rec.error
         transcript?.entry({ event: "end", reason });
-        void transcript?.close();
+        // A spool that refuses the last chunk (full, failing disk) must not take the gateway down with it.
+        transcript
+          ?.close()
+          .catch((err: unknown) =>
+            this.log.error(
+              { session: id },
+              `session transcript's last chunk not recorded: ${errorText(err)}`,
+            ),
+          );
         audit
           ?.record("session", { event: "end", ...summary, ended_at: new Date().toISOString(), reason })
           .catch((err: unknown) =>
