@@ -354,7 +354,7 @@ t.test("a masked request asking for protobuf gets masked JSON", async (t) => {
 });
 
 t.test(
-  "exec over SPDY (kubectl's fallback): decided and relayed, and the transcript says it is not recorded",
+  "exec over SPDY (kubectl's fallback): decided, relayed and recorded as asciicast like WebSocket",
   { skip: fakeKubeletAvailable() ? false : "the fake kubelet is not built (scripts/bootstrap builds it)" },
   async (t) => {
     const alice = await g.tokenFor("alice");
@@ -366,10 +366,30 @@ t.test(
     );
     t.equal(r.code, 0, r.stderr);
     t.equal(r.stdout, "spdy-ok\n");
-    const noted = await transcriptEntry(
-      (e) => e.event === "tunnel" && /SPDY streams are relayed but not parsed/.test(String(e.recording)),
+    const tunnel = await transcriptEntry(
+      (e) => e.event === "tunnel" && e.subresource === "exec" && /^spdy/i.test(String(e.upgrade)),
     );
-    t.ok(noted, "the transcript says the SPDY stream was not recorded");
+    t.match(tunnel, { upgrade: "SPDY/3.1", protocol: /channel\.k8s\.io/ }, "a SPDY tunnel in the transcript");
+    t.notOk(tunnel && "recording" in tunnel, "with no note that it went unrecorded");
+    // The recording: the pod's output, and what was typed, read from the SPDY streams (stdout, stdin).
+    let events: unknown[] | undefined;
+    for (let i = 0; i < 60 && !events; i++) {
+      for (const chunk of await records("recording")) {
+        if (chunk.format !== "asciicast-v2" || chunk.part !== 0) continue;
+        const rec = await loadRecording(spoolRecords(auditDir()), chunk.session_id as string);
+        if (rec?.events.some((e) => Array.isArray(e) && e[1] === "o" && String(e[2]).includes("spdy-ok")))
+          events = rec.events;
+      }
+      if (!events) await new Promise((r) => setTimeout(r, 100));
+    }
+    t.ok(events, "the exec's output is in an asciicast recording");
+    const typed = (events ?? [])
+      .filter((e): e is unknown[] => Array.isArray(e) && e[1] === "i")
+      .map((e) => e[2])
+      .join("");
+    t.equal(typed, "ok\n", "what was typed is its input");
+    const unparsable = (await transcript()).filter((e) => e.event === "tunnel.unparsable");
+    t.same(unparsable, [], "no stream failed to parse");
   },
 );
 

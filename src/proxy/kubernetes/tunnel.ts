@@ -7,8 +7,13 @@
 //   close (v5) — so an exec or attach is recorded as asciicast like an SSH session (stdout/stderr as output,
 //   stdin as input, resize events). Frames are parsed by ws's own Receiver, fed the copies. Compression
 //   (permessage-deflate) is not offered upstream, so the frames are readable.
-// - SPDY/3.1 (older kubectl, the fallback): relayed and counted but not parsed — the transcript says so. Decided and
-//   approved exactly the same; only the recording is missing, and the docs say so plainly.
+// - SPDY/3.1 (kubectl before 1.30, and its fallback with KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false): the client opens
+//   one stream per channel, named by its `streamtype` header (stdin, stdout, stderr, error, resize), and the
+//   exec or attach is recorded the same way. spdy.ts reads the frames and the zlib-compressed header blocks; the
+//   header blocks are inflated asynchronously, so the recording may trail the bytes by a moment (it is not on the
+//   relay's path).
+// - Either way, a stream that cannot be parsed closes the tunnel (fail closed: a session that cannot be recorded
+//   does not go on) and the transcript says why (`tunnel.unparsable`).
 // - Port-forward streams are counted per direction, not recorded (they are TCP payloads, not a terminal).
 import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
 import { request } from "node:https";
@@ -21,6 +26,7 @@ import type { Logger } from "../../util/log.js";
 import { upstreamHeaders } from "./forward.js";
 import { kubeReason } from "./reasons.js";
 import type { Decided } from "./server.js";
+import { type RemoteCommandStream, SpdyRemoteCommand } from "./spdy.js";
 import { statusResponseText } from "./status.js";
 
 /** ws's frame parser (a Writable that emits "message"); not in @types/ws, so typed here by what is used. */
@@ -39,7 +45,16 @@ const { Receiver } = createRequire(import.meta.url)("ws") as {
 const STDIN = 0;
 const STDOUT = 1;
 const STDERR = 2;
+const ERROR = 3;
 const RESIZE = 4;
+/** SPDY names its streams; the WebSocket protocol numbers them. */
+const CHANNEL: Record<RemoteCommandStream, number> = {
+  stdin: STDIN,
+  stdout: STDOUT,
+  stderr: STDERR,
+  error: ERROR,
+  resize: RESIZE,
+};
 
 export async function openTunnel(
   req: IncomingMessage,
@@ -95,9 +110,8 @@ export async function openTunnel(
       const protocol = String(
         res.headers["sec-websocket-protocol"] ?? res.headers["x-stream-protocol-version"] ?? "",
       );
-      const websocket = String(res.headers.upgrade ?? "").toLowerCase() === "websocket";
-      // A WebSocket stream that cannot be parsed cannot be recorded: the tunnel is closed (fail closed).
-      const rec = new TunnelRecording(d, websocket, protocol, () => {
+      // A stream that cannot be parsed cannot be recorded: the tunnel is closed (fail closed).
+      const rec = new TunnelRecording(d, String(res.headers.upgrade ?? ""), protocol, () => {
         client.destroy();
         upstream.destroy();
       });
@@ -145,24 +159,26 @@ function relay(from: Socket, to: Socket, observe: (b: Buffer) => void): void {
   from.on("end", () => to.end());
 }
 
-/** The record of one tunnel: asciicast of an exec/attach over WebSocket, byte counts for everything. */
+/** The record of one tunnel: asciicast of an exec/attach (WebSocket or SPDY), byte counts for everything. */
 class TunnelRecording {
   private toCluster = 0;
   private fromClusterBytes = 0;
   private readonly rec: TerminalRecording | null = null;
   private readonly up: Receiver | null = null;
   private readonly down: Receiver | null = null;
+  private readonly spdy: SpdyRemoteCommand | null = null;
   private unreadable: string | null = null;
 
   constructor(
     private readonly d: Decided,
-    websocket: boolean,
+    /** The Upgrade the cluster answered with: "websocket" or "SPDY/3.1". */
+    private readonly upgrade: string,
     private readonly protocol: string,
     private readonly broken: () => void,
   ) {
+    const websocket = upgrade.toLowerCase() === "websocket";
     const terminal = d.info.subresource === "exec" || d.info.subresource === "attach";
-    if (!websocket) this.unreadable = "SPDY streams are relayed but not parsed, so not recorded";
-    else if (!terminal) this.unreadable = "port-forward streams are counted, not recorded";
+    if (!terminal) this.unreadable = "port-forward streams are counted, not recorded";
     if (this.unreadable) return;
     this.rec = d.session.terminal({
       width: 80,
@@ -171,6 +187,17 @@ class TunnelRecording {
       title: `${d.cluster.entry.resource.name} ${d.info.namespace}/${d.info.name} ${d.info.subresource} (decision ${d.outcome.decision.decision_id})`,
       keyframes: d.info.tty === true,
     });
+    const stop = (err: Error) => this.stopParsing(`the stream could not be parsed: ${errorText(err)}`);
+    if (!websocket) {
+      // Anything upgraded that is not a WebSocket is SPDY/3.1 (the apiserver offers nothing else); bytes that are
+      // not SPDY fail the parse, so the tunnel closes.
+      this.spdy = new SpdyRemoteCommand({
+        data: (stream, payload) =>
+          this.message(stream === "stdin" || stream === "resize", CHANNEL[stream], payload),
+        error: stop,
+      });
+      return;
+    }
     const base64 = protocol.includes("base64");
     const onMessage = (fromClient: boolean) => (data: Buffer | string) => {
       const msg = typeof data === "string" ? Buffer.from(data) : data;
@@ -180,7 +207,6 @@ class TunnelRecording {
       const payload = base64 ? Buffer.from(msg.subarray(1).toString("latin1"), "base64") : msg.subarray(1);
       this.message(fromClient, channel, payload);
     };
-    const stop = (err: Error) => this.stopParsing(`the stream could not be parsed: ${errorText(err)}`);
     this.up = new Receiver({ isServer: true, skipUTF8Validation: true });
     this.up.on("message", onMessage(true));
     this.up.on("error", stop);
@@ -193,11 +219,14 @@ class TunnelRecording {
     this.toCluster += b.length;
     // A copy: ws's Receiver unmasks client frames in place, and these bytes still go to the cluster masked.
     this.up?.write(Buffer.from(b));
+    // The SPDY reader only reads (it may keep views of the chunk until its frame is handed on).
+    this.spdy?.fromClient(b);
   }
 
   fromCluster(b: Buffer): void {
     this.fromClusterBytes += b.length;
     this.down?.write(b);
+    this.spdy?.fromCluster(b);
   }
 
   private message(fromClient: boolean, channel: number, payload: Buffer): void {
@@ -230,11 +259,23 @@ class TunnelRecording {
   close(): void {
     this.up?.end();
     this.down?.end();
+    const spdy = this.spdy;
+    // Frames still waiting behind a header block being inflated are handed on first. Usually there are none:
+    // then everything happens now, before the session (ended by the same socket's close) closes its transcript.
+    if (spdy && !spdy.idle) void spdy.end().then(() => this.finish());
+    else {
+      void spdy?.end();
+      this.finish();
+    }
+  }
+
+  private finish(): void {
     void this.rec?.close().catch(() => {});
     this.d.session.transcript({
       event: "tunnel",
       decision_id: this.d.outcome.decision.decision_id,
       subresource: this.d.info.subresource,
+      upgrade: this.upgrade,
       protocol: this.protocol,
       bytes_to_cluster: this.toCluster,
       bytes_from_cluster: this.fromClusterBytes,
