@@ -17,11 +17,10 @@
 //
 // See docs/audit.md.
 import { createHash, randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
 import type { Decision } from "../decision/contract.js";
 import { errorText } from "../util/errors.js";
 import { type Logger, silentLogger } from "../util/log.js";
-import { packagePath } from "../util/tools.js";
+import { packageVersion } from "../util/tools.js";
 import { AuditUnavailableError } from "./errors.js";
 import { buildDecisionEvent, type DecisionContext, type DecisionEvent } from "./event.js";
 import type { SpoolIo } from "./io.js";
@@ -90,13 +89,7 @@ export interface AuditStatus {
   sinks: ShipperStatus[];
 }
 
-const VERSION: string = (() => {
-  try {
-    return (JSON.parse(readFileSync(packagePath("package.json"), "utf8")) as { version: string }).version;
-  } catch {
-    return "unknown";
-  }
-})();
+const VERSION: string = packageVersion();
 
 const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 

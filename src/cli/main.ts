@@ -11,8 +11,10 @@ import { policyCommand } from "./policy.js";
 import { replayCommand } from "./replay.js";
 import { runCommand } from "./run.js";
 import { samplesCommand } from "./samples.js";
+import { packageVersion } from "../util/tools.js";
 
 const USAGE = `usage: pamgate <command> [options]
+       pamgate --version
 
 commands:
   demo                         run the gateway on embedded defaults and print psql commands to try (npm start)
@@ -54,6 +56,10 @@ async function main(argv: string[]): Promise<number> {
   if (!name || name === "help" || name === "--help" || name === "-h") {
     process.stdout.write(USAGE);
     return name ? 0 : 2;
+  }
+  if (name === "--version" || name === "-V" || name === "version") {
+    process.stdout.write(`pamgate ${packageVersion()}\n`);
+    return 0;
   }
   const command = commands[name];
   if (!command) throw new CliError(`unknown command "${name}"\n\n${USAGE}`);

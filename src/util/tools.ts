@@ -1,7 +1,7 @@
 // Locates the external tools pamgate drives (the OPA CLI). scripts/bootstrap installs pinned versions into the
 // project's .tools/bin; PAMGATE_OPA overrides; PATH is the last resort.
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 /** The package root (where package.json, policies/ and .tools/ live), from src/ or dist/. */
@@ -9,6 +9,21 @@ export const PACKAGE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 export function packagePath(...parts: string[]): string {
   return [PACKAGE_ROOT.replace(/\/$/, ""), ...parts].join("/");
+}
+
+let version: string | undefined;
+
+/** pamgate's version, from its package.json ("unknown" if that cannot be read). */
+export function packageVersion(): string {
+  if (version === undefined) {
+    try {
+      version = (JSON.parse(readFileSync(packagePath("package.json"), "utf8")) as { version: string })
+        .version;
+    } catch {
+      version = "unknown";
+    }
+  }
+  return version;
 }
 
 export class ToolMissingError extends Error {
