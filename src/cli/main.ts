@@ -1,5 +1,6 @@
 // The `pamgate` command: a thin dispatcher; each subcommand lives in its own module.
 
+import { packageVersion } from "../util/tools.js";
 import { approvalsCommand } from "./approvals.js";
 import { CliError } from "./args.js";
 import { auditCommand } from "./audit.js";
@@ -11,7 +12,6 @@ import { policyCommand } from "./policy.js";
 import { replayCommand } from "./replay.js";
 import { runCommand } from "./run.js";
 import { samplesCommand } from "./samples.js";
-import { packageVersion } from "../util/tools.js";
 
 const USAGE = `usage: pamgate <command> [options]
        pamgate --version

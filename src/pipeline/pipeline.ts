@@ -82,7 +82,7 @@ export interface AuditPort {
   recordDecision(
     decision: Decision,
     ctx: { session: SessionContext; action: string; approvalId: string | null; reasons: Reason[] },
-  ): Promise<AuditAck | undefined | void>;
+  ): Promise<AuditAck | undefined>;
 }
 
 /** What the trail answers for a record taken (the spool's receipt): `durable` only when it is not on disk yet. */
@@ -306,7 +306,7 @@ export class CommandPipeline {
     action: string,
     reasons: Reason[],
     approvalId: string | null,
-  ): Promise<AuditAck | undefined | void> {
+  ): Promise<AuditAck | undefined> {
     return this.options.audit?.recordDecision(decision, { session, action, approvalId, reasons });
   }
 
@@ -335,7 +335,7 @@ export class CommandPipeline {
       plans.map((p) => this.record(session, p.decision, p.action, p.reasons, p.approvalId)),
     );
     let failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    let durable = failed ? null : durableOf(results as PromiseFulfilledResult<AuditAck | undefined | void>[]);
+    let durable = failed ? null : durableOf(results as PromiseFulfilledResult<AuditAck | undefined>[]);
     if (durable && !hooks.holdsResults) {
       // The adapter cannot hold results back: the records must be on disk before the commands go ahead.
       try {
@@ -385,9 +385,7 @@ export class CommandPipeline {
 }
 
 /** One promise for the durability of a batch's records (usually all in one group commit: one promise). */
-function durableOf(
-  results: readonly PromiseFulfilledResult<AuditAck | undefined | void>[],
-): Promise<void> | null {
+function durableOf(results: readonly PromiseFulfilledResult<AuditAck | undefined>[]): Promise<void> | null {
   let first: Promise<void> | undefined;
   let all: Promise<void>[] | undefined;
   for (const r of results) {

@@ -218,6 +218,7 @@ verdict := {"action": input.command.want, "reasons": [{"code": concat(".", ["t",
     audit: {
       recordDecision: async (d) => {
         if (d.verdict.action === "allow") throw new Error("spool full");
+        return undefined;
       },
     },
   }).decideBatch(session(), [cmd("allow"), cmd("allow")]);
