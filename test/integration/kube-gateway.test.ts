@@ -2,13 +2,22 @@
 // release by scripts/bootstrap; RBAC on; its audit log read back), the real kubectl of the same release and
 // @kubernetes/client-node, talking to pamgate as if it were the API server. What is NOT real: there is no kubelet
 // or container runtime here, so exec goes to test/helpers/fake-kubelet.ts — a stand-in node that serves the
-// kubelet's stream protocol with the kubelet's own Go library and runs commands as local processes.
+// kubelet's stream protocol with the kubelet's own Go library and runs commands as local processes (and dials
+// 127.0.0.1:<port> for a port-forward, where a test runs the "pod's" server).
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { request } from "node:https";
+import { createRequire } from "node:module";
+import { createServer, connect as netConnect, type Socket } from "node:net";
 import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
+import { constants, createDeflate } from "node:zlib";
 import * as k8s from "@kubernetes/client-node";
 import t from "tap";
 import { spoolRecords } from "../../src/audit/reader.js";
 import { loadRecording } from "../../src/audit/replay.js";
+import { SPDY_DICTIONARY, type SpdyFrame, SpdyReader } from "../../src/proxy/kubernetes/spdy.js";
 import { type FakeKubelet, fakeKubeletAvailable, startFakeKubelet } from "../helpers/fake-kubelet.js";
 import { run } from "../helpers/gateway.js";
 import { KUBE_APISERVER_MISSING, kubeApiServerAvailable, kubectlBin } from "../helpers/kube-apiserver.js";
@@ -451,3 +460,342 @@ t.test("bad input is refused with a Status naming the problem; other requests go
   const ok = await g.kubectl(alice, ["-n", "staging", "get", "configmap", "settings", "-o", "name"]);
   t.equal(ok.stdout.trim(), "configmap/settings", "kubectl still works");
 });
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A "pod's" TCP server on 127.0.0.1 (the fake kubelet dials 127.0.0.1:<port>): it echoes and counts connections. */
+async function podServer() {
+  const sockets = new Set<Socket>();
+  let connections = 0;
+  const server = createServer((s) => {
+    connections++;
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+    s.on("error", () => {});
+    s.pipe(s);
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return {
+    port: (server.address() as { port: number }).port,
+    connections: () => connections,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/**
+ * A port-forward client written by hand, to send what kubectl never does: ?ports= naming one port and a stream to
+ * another. SPDY/3.1 as the upgrade itself, or inside WebSocket messages (`SPDY/3.1+portforward.k8s.io`, kubectl's
+ * default tunnel); either way the SPDY is the same, its header blocks compressed with one zlib context.
+ */
+class PortForwardClient {
+  readonly frames: SpdyFrame[] = [];
+  readonly closed: Promise<void>;
+  private readonly z = createDeflate({ dictionary: SPDY_DICTIONARY });
+  private readonly reader = new SpdyReader({ onFrame: (f) => this.frames.push(f), onError: () => {} });
+
+  private constructor(
+    private readonly sendBytes: (b: Buffer) => void,
+    closed: Promise<void>,
+    private readonly destroy: () => void,
+  ) {
+    this.closed = closed;
+  }
+
+  static async open(
+    transport: "spdy" | "websocket",
+    token: string,
+    ports: number[],
+  ): Promise<PortForwardClient> {
+    const url = new URL(g.kubeUrl);
+    const path = `/api/v1/namespaces/staging/pods/web-0/portforward?ports=${ports.join(",")}`;
+    const sock = tlsConnect({ host: url.hostname, port: Number(url.port), ca: g.api.caPem });
+    const closed = new Promise<void>((r) => sock.on("close", () => r()));
+    sock.on("error", () => {});
+    await once(sock, "secureConnect");
+    // By hand for WebSocket too: the ws client refuses "/" in a subprotocol name; gorilla (kubectl's) does not.
+    const upgrade =
+      transport === "spdy"
+        ? ["Upgrade: SPDY/3.1", "X-Stream-Protocol-Version: portforward.k8s.io"]
+        : [
+            "Upgrade: websocket",
+            "Sec-WebSocket-Version: 13",
+            `Sec-WebSocket-Key: ${randomBytes(16).toString("base64")}`,
+            "Sec-WebSocket-Protocol: SPDY/3.1+portforward.k8s.io",
+          ];
+    sock.write(
+      [
+        `GET ${path} HTTP/1.1`,
+        `Host: ${url.host}`,
+        `Authorization: Bearer ${token}`,
+        "Connection: Upgrade",
+        ...upgrade,
+        "",
+        "",
+      ].join("\r\n"),
+    );
+    const c = new PortForwardClient(
+      (b) => sock.write(transport === "spdy" ? b : maskedBinaryFrame(b)),
+      closed,
+      () => sock.destroy(),
+    );
+    let toReader = (b: Buffer) => c.reader.write(b);
+    if (transport === "websocket") {
+      const receiver = new Receiver({ isServer: false });
+      receiver.on("message", (m: Buffer) => c.reader.write(m));
+      receiver.on("error", () => sock.destroy());
+      toReader = (b) => receiver.write(b);
+    }
+    let head = Buffer.alloc(0);
+    let upgraded = false;
+    await new Promise<void>((resolve, reject) => {
+      sock.on("data", (b: Buffer) => {
+        if (upgraded) return toReader(b);
+        head = Buffer.concat([head, b]);
+        const end = head.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const status = head.subarray(0, end).toString();
+        if (!status.startsWith("HTTP/1.1 101")) return reject(new Error(`not upgraded: ${status}`));
+        upgraded = true;
+        resolve();
+        if (head.length > end + 4) toReader(head.subarray(end + 4));
+      });
+      sock.once("close", () => reject(new Error("closed before the upgrade")));
+    });
+    return c;
+  }
+
+  /** The two streams of one forwarded connection (error, then data), as client-go opens them; not waited on. */
+  async openStreams(firstId: number, port: number, requestId: string): Promise<void> {
+    const syns: Buffer[] = [];
+    for (const [id, type] of [
+      [firstId, "error"],
+      [firstId + 2, "data"],
+    ] as const)
+      syns.push(
+        await this.synStream(id, [
+          ["streamtype", type],
+          ["port", String(port)],
+          ["requestid", requestId],
+        ]),
+      );
+    // In one write: were the client's bytes relayed before being checked, both would reach the kubelet.
+    this.sendBytes(Buffer.concat(syns));
+  }
+
+  sendData(streamId: number, payload: string): void {
+    const h = Buffer.alloc(8);
+    h.writeUInt32BE(streamId, 0);
+    h.writeUInt32BE(payload.length, 4);
+    this.sendBytes(Buffer.concat([h, Buffer.from(payload)]));
+  }
+
+  async waitFor(match: (f: SpdyFrame) => boolean, what: string): Promise<SpdyFrame> {
+    for (let i = 0; i < 100; i++) {
+      const f = this.frames.find(match);
+      if (f) return f;
+      await sleep(50);
+    }
+    throw new Error(`no ${what} within 5 s`);
+  }
+
+  close(): void {
+    this.z.destroy();
+    this.destroy();
+  }
+
+  private synStream(id: number, pairs: Array<[string, string]>): Promise<Buffer> {
+    const parts = [u32(pairs.length)];
+    for (const [k, v] of pairs) parts.push(u32(k.length), Buffer.from(k), u32(v.length), Buffer.from(v));
+    const out: Buffer[] = [];
+    const onData = (c: Buffer) => out.push(c);
+    this.z.on("data", onData);
+    this.z.write(Buffer.concat(parts));
+    return new Promise((resolve) =>
+      this.z.flush(constants.Z_SYNC_FLUSH, () => {
+        this.z.off("data", onData);
+        const fixed = Buffer.alloc(10);
+        fixed.writeUInt32BE(id, 0);
+        const body = Buffer.concat([fixed, ...out]);
+        const h = Buffer.alloc(8);
+        h.writeUInt32BE(0x80030001, 0); // a SPDY/3 SYN_STREAM
+        h.writeUInt32BE(body.length, 4);
+        resolve(Buffer.concat([h, body]));
+      }),
+    );
+  }
+}
+
+/** ws's frame parser, as tunnel.ts uses it (not in @types/ws). */
+const { Receiver } = createRequire(import.meta.url)("ws") as {
+  Receiver: new (options: {
+    isServer: boolean;
+  }) => NodeJS.WritableStream & {
+    on(event: "message", listener: (data: Buffer) => void): unknown;
+    on(event: "error", listener: (err: Error) => void): unknown;
+  };
+};
+
+/** One binary WebSocket message from a client (masked, RFC 6455 §5.3). */
+function maskedBinaryFrame(payload: Buffer): Buffer {
+  const ext = payload.length > 0xffff ? 8 : payload.length > 125 ? 2 : 0;
+  const h = Buffer.alloc(2 + ext + 4);
+  h[0] = 0x82;
+  h[1] = 0x80 | (ext === 8 ? 127 : ext === 2 ? 126 : payload.length);
+  if (ext === 2) h.writeUInt16BE(payload.length, 2);
+  if (ext === 8) h.writeBigUInt64BE(BigInt(payload.length), 2);
+  const key = randomBytes(4);
+  key.copy(h, 2 + ext);
+  return Buffer.concat([h, Buffer.from(payload.map((x, i) => x ^ (key[i % 4] as number)))]);
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+for (const transport of ["spdy", "websocket"] as const) {
+  const framing = transport === "spdy" ? "SPDY/3.1" : "SPDY in WebSocket (kubectl's tunnel)";
+  t.test(
+    `port-forward over ${framing}: a decided port works; a stream to another closes the tunnel unseen`,
+    { skip: fakeKubeletAvailable() ? false : "the fake kubelet is not built (scripts/bootstrap builds it)" },
+    async (t) => {
+      const alice = await g.tokenFor("alice");
+      const pod = await podServer();
+      const trap = await podServer();
+      t.teardown(async () => {
+        await pod.close();
+        await trap.close();
+      });
+      const c = await PortForwardClient.open(transport, alice, [pod.port]);
+      t.teardown(() => c.close());
+      await c.openStreams(1, pod.port, "0");
+      await c.waitFor((f) => f.type === "syn_reply" && f.streamId === 3, "reply to the data stream");
+      c.sendData(3, "through-pamgate");
+      const echoed = await c.waitFor(
+        (f) => f.type === "data" && f.streamId === 3 && f.data.toString().includes("through-pamgate"),
+        "the echo",
+      );
+      t.ok(echoed, "the pod's server echoed through the decided port");
+      t.equal(pod.connections(), 1);
+
+      await c.openStreams(5, trap.port, "1");
+      await withTimeout(c.closed, 5000, "the tunnel closing");
+      t.pass("the tunnel was closed");
+      const entry = await transcriptEntry((e) => e.event === "tunnel.refused_port" && e.port === trap.port);
+      t.match(
+        entry,
+        { code: "k8s.portforward_port", stream_id: 5, port: trap.port, ports: [pod.port] },
+        "the transcript names the port and the decided ones",
+      );
+      // Had the SYN_STREAMs been relayed while their header blocks were being checked, the kubelet would dial.
+      await sleep(500);
+      t.equal(trap.connections(), 0, "the port never decided was never dialled");
+    },
+  );
+}
+
+/** kubectl port-forward to a port of web-0; resolves with its local port once it listens. */
+async function kubectlPortForward(env: NodeJS.ProcessEnv, remotePort: number) {
+  const proc: ChildProcess = spawn(
+    kubectlBin(),
+    ["-n", "staging", "port-forward", "pod/web-0", `:${remotePort}`, "--address=127.0.0.1"],
+    { env, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let output = "";
+  proc.stdout?.on("data", (c: Buffer) => {
+    output += c.toString();
+  });
+  proc.stderr?.on("data", (c: Buffer) => {
+    output += c.toString();
+  });
+  const exited = new Promise<void>((r) => proc.once("exit", () => r()));
+  for (let i = 0; i < 200; i++) {
+    const m = /Forwarding from 127\.0\.0\.1:(\d+) ->/.exec(output);
+    if (m) return { localPort: Number(m[1]), proc, output: () => output, exited };
+    if (proc.exitCode !== null) break;
+    await sleep(50);
+  }
+  proc.kill("SIGKILL");
+  throw new Error(`kubectl port-forward did not start:\n${output}`);
+}
+
+/** Connects to a local port, sends `text` and collects what comes back until the connection ends (or 5 s). */
+async function roundTrip(port: number, text: string): Promise<string> {
+  const s = netConnect(port, "127.0.0.1");
+  let got = "";
+  s.on("data", (c: Buffer) => {
+    got += c.toString();
+    if (got.includes(text)) s.end();
+  });
+  s.on("error", () => {});
+  await once(s, "connect");
+  s.write(text);
+  await withTimeout(once(s, "close"), 5000, "the forwarded connection").catch(() => s.destroy());
+  return got;
+}
+
+t.test(
+  "kubectl port-forward: works straight to the cluster; through pamgate (no ?ports= sent) its streams are refused",
+  { skip: fakeKubeletAvailable() ? false : "the fake kubelet is not built (scripts/bootstrap builds it)" },
+  async (t) => {
+    const pod = await podServer();
+    t.teardown(() => pod.close());
+    // The baseline: the same kubectl against the apiserver directly forwards to the fake kubelet.
+    const direct = await kubectlPortForward(
+      {
+        ...process.env,
+        KUBECONFIG: g.api.adminKubeconfigPath,
+        KUBECACHEDIR: join(g.dir, "kube-cache-admin"),
+      },
+      pod.port,
+    );
+    t.equal(
+      await roundTrip(direct.localPort, "direct"),
+      "direct",
+      "kubectl port-forward works without pamgate",
+    );
+    direct.proc.kill("SIGTERM");
+    await direct.exited;
+    const before = pod.connections();
+
+    const alice = await g.tokenFor("alice");
+    for (const [name, extra] of [
+      ["SPDY", { KUBECTL_PORT_FORWARD_WEBSOCKETS: "false" }],
+      ["WebSocket tunnel", { KUBECTL_PORT_FORWARD_WEBSOCKETS: "true" }],
+    ] as const) {
+      const pf = await kubectlPortForward({ ...g.kubectlEnv(alice), ...extra }, pod.port);
+      const got = await roundTrip(pf.localPort, `via-${name}`);
+      t.equal(got, "", `${name}: nothing came back`);
+      await withTimeout(pf.exited, 10_000, "kubectl exiting").catch(() => pf.proc.kill("SIGKILL"));
+      t.match(pf.output(), /lost connection to pod|error/i, `${name}: kubectl reports the lost connection`);
+    }
+    let refused: Array<Record<string, unknown>> = [];
+    for (let i = 0; i < 60 && refused.length < 2; i++) {
+      refused = (await transcript()).filter((e) => e.event === "tunnel.refused_port" && e.port === pod.port);
+      if (refused.length < 2) await sleep(100);
+    }
+    t.match(
+      refused,
+      [{ ports: [] }, { ports: [] }],
+      "the transcript names each refused port, with no ports decided",
+    );
+    t.equal(pod.connections(), before, "the kubelet never dialled the pod through pamgate");
+  },
+);

@@ -4,16 +4,25 @@
 // every frame type, a connection cut at every byte (and one byte per chunk), the remotecommand streams (stdin,
 // stdout, stderr, error, resize — resize lines split across frames), and malformed input — a bad version, an
 // oversized length, a garbage header block, a block out of order, too many streams — ending in one parse error,
-// never a throw.
+// never a throw. Port-forward: each client SYN_STREAM's `port` checked against the decided ports (none, several,
+// not a number, not decided: refused), and the gate in front of the cluster (portforward.ts) — it writes a frame
+// only once it was checked, never any byte of a refused SYN_STREAM even while its header block is still being
+// inflated, pauses the client meanwhile, and reads the same SPDY inside WebSocket frames (kubectl's tunnel).
+import { EventEmitter } from "node:events";
+import type { Socket } from "node:net";
 import { constants, createDeflate, type Deflate } from "node:zlib";
 import t from "tap";
+import { ClientWebSocketFrames, PortForwardGate } from "../../src/proxy/kubernetes/portforward.js";
 import {
   MAX_HEADER_BLOCK_BYTES,
   MAX_STREAMS,
+  type PortForwardRefusal,
+  portRefusal,
   type RemoteCommandStream,
   SPDY_DICTIONARY,
   type SpdyFrame,
   SpdyParseError,
+  SpdyPortForward,
   SpdyReader,
   SpdyRemoteCommand,
 } from "../../src/proxy/kubernetes/spdy.js";
@@ -459,4 +468,375 @@ t.test("a remotecommand connection that is not SPDY/3 fails once, whichever side
   t.type(errors[0], SpdyParseError);
   t.match(errors[0]?.message, /SPDY version 2, not 3/);
   t.same(events, []);
+});
+
+/** The client's two streams of one forwarded connection, as client-go opens them (error first, then data). */
+async function forwardSyns(
+  z: Compressor,
+  firstId: number,
+  port: string,
+  requestId: string,
+): Promise<Buffer[]> {
+  const syns: Buffer[] = [];
+  for (const [id, type] of [
+    [firstId, "error"],
+    [firstId + 2, "data"],
+  ] as const)
+    syns.push(
+      await synStream(z, id, [
+        ["streamtype", type],
+        ["port", port],
+        ["requestid", requestId],
+      ]),
+    );
+  return syns;
+}
+
+async function forwardStreams(
+  z: Compressor,
+  firstId: number,
+  port: string,
+  requestId: string,
+): Promise<Buffer> {
+  return Buffer.concat(await forwardSyns(z, firstId, port, requestId));
+}
+
+t.test(
+  "port-forward: a stream's port header, as the kubelet reads it, against the decided ports",
+  async (t) => {
+    t.equal(portRefusal(["8080"], [80, 8080]), null);
+    t.equal(portRefusal(["00080"], [80]), null, "leading zeros, as strconv.ParseUint reads them");
+    const cases: Array<[string[] | undefined, number[], unknown, RegExp]> = [
+      [undefined, [80], null, /names no port/],
+      [[], [80], null, /names no port/],
+      [["22"], [80, 8080], 22, /port 22, not among the ports decided \(80, 8080\)/],
+      [["80"], [], 80, /none: the request named no ports=/],
+      [["0"], [0], "0", /"0", not a port/],
+      [["65536"], [65536], "65536", /not a port/],
+      [["8o"], [80], "8o", /not a port/],
+      [["+80"], [80], "+80", /not a port/],
+      [["000080"], [80], "000080", /not a port/],
+      [[""], [80], "", /not a port/],
+      [["80", "22"], [80, 22], "80,22", /several ports/],
+    ];
+    for (const [values, allowed, port, why] of cases) {
+      const r = portRefusal(values, allowed);
+      t.equal(r?.port, port, `${JSON.stringify(values)}: the port as sent`);
+      t.match(r?.message, why, JSON.stringify(values));
+    }
+  },
+);
+
+interface ForwardRead {
+  checked: number[];
+  refused: PortForwardRefusal[];
+  errors: SpdyParseError[];
+}
+
+async function forward(ports: number[], chunks: Buffer[]): Promise<ForwardRead> {
+  const out: ForwardRead = { checked: [], refused: [], errors: [] };
+  const pf = new SpdyPortForward(ports, {
+    checked: (o) => out.checked.push(o),
+    refused: (r) => out.refused.push(r),
+    error: (e) => out.errors.push(e),
+  });
+  for (const c of chunks) pf.fromClient(c);
+  await pf.drained();
+  pf.end();
+  return out;
+}
+
+t.test("port-forward: every frame checked, at its end offset; cut anywhere", async (t) => {
+  const z = new Compressor();
+  const frames = [
+    ...(await forwardSyns(z, 1, "8080", "0")),
+    data(3, "GET / HTTP/1.0\r\n\r\n"),
+    ...(await forwardSyns(z, 5, "80", "1")),
+    windowUpdate(7, 1024),
+    data(7, "more", FIN),
+    ping(1),
+  ];
+  z.close();
+  const conn = Buffer.concat(frames);
+  const ends: number[] = [];
+  let at = 0;
+  for (const f of frames) {
+    at += f.length;
+    ends.push(at);
+  }
+  const whole = await forward([80, 8080], [conn]);
+  t.same(whole.refused, []);
+  t.same(whole.errors, []);
+  t.same(whole.checked, ends, "one offset per frame, each the end of its frame");
+  let bad = 0;
+  for (let cut = 1; cut < conn.length; cut++) {
+    const r = await forward([80, 8080], [conn.subarray(0, cut), conn.subarray(cut)]);
+    if (r.refused.length || r.errors.length || JSON.stringify(r.checked) !== JSON.stringify(ends)) bad++;
+  }
+  t.equal(bad, 0, `cut in two at each of ${conn.length - 1} places`);
+});
+
+t.test("port-forward: a stream to a port not decided is refused; nothing is checked after it", async (t) => {
+  const z = new Compressor();
+  const allowed = await forwardStreams(z, 1, "8080", "0");
+  const forbidden = await forwardStreams(z, 5, "22", "1");
+  z.close();
+  const r = await forward([8080], [allowed, data(3, "x"), forbidden, data(7, "after")]);
+  t.same(r.errors, []);
+  t.same(r.refused, [
+    {
+      streamId: 5,
+      port: 22,
+      message: "a stream names port 22, not among the ports decided (8080)",
+    },
+  ]);
+  t.equal(r.checked.at(-1), allowed.length + data(3, "x").length, "checked up to the refused SYN_STREAM");
+
+  const zn = new Compressor();
+  const none = await synStream(zn, 1, [["streamtype", "data"]]);
+  zn.close();
+  const r2 = await forward([8080], [none]);
+  t.match(r2.refused, [{ streamId: 1, port: null, message: /no port/ }]);
+  t.same(r2.checked, []);
+
+  const zs = new Compressor();
+  const nothingDecided = await forwardStreams(zs, 1, "8080", "0");
+  zs.close();
+  const r3 = await forward([], [nothingDecided]);
+  t.match(r3.refused, [{ port: 8080, message: /none: the request named no ports=/ }]);
+});
+
+t.test("port-forward: bytes that are not SPDY/3 are one parse error", async (t) => {
+  const r = await forward([80], [control(6, 0, u32(1), 2)]);
+  t.equal(r.errors.length, 1);
+  t.match(r.errors[0]?.message, /SPDY version 2/);
+  t.same(r.refused, []);
+});
+
+/** A gate between a fake client and a fake cluster: what reached the cluster, and what the client was told. */
+function gate(ports: number[], websocket = false) {
+  const sent: Buffer[] = [];
+  const log: string[] = [];
+  const refused: PortForwardRefusal[] = [];
+  const unparsable: Error[] = [];
+  let writable = true;
+  const to = Object.assign(new EventEmitter(), {
+    write: (b: Buffer) => {
+      sent.push(Buffer.from(b));
+      return writable;
+    },
+    end: () => {
+      log.push("end");
+    },
+  });
+  const g = new PortForwardGate({
+    ports,
+    websocket,
+    from: {
+      pause: () => {
+        log.push("pause");
+        return undefined as unknown as Socket;
+      },
+      resume: () => {
+        log.push("resume");
+        return undefined as unknown as Socket;
+      },
+    },
+    to: to as unknown as Pick<Socket, "write" | "end" | "once">,
+    refused: (r) => refused.push(r),
+    unparsable: (e) => unparsable.push(e),
+  });
+  return {
+    g,
+    log,
+    refused,
+    unparsable,
+    sent: () => Buffer.concat(sent),
+    /** The cluster's socket stops draining (write returns false) or drains again. */
+    backpressure(on: boolean) {
+      writable = !on;
+      if (!on) to.emit("drain");
+    },
+    /** Until every header block given so far was inflated and checked. */
+    settle: async () => {
+      for (
+        let i = 0;
+        i < 200 && log.filter((x) => x === "pause").length > log.filter((x) => x === "resume").length;
+        i++
+      )
+        await new Promise((r) => setTimeout(r, 5));
+    },
+  };
+}
+
+t.test("gate: allowed streams reach the cluster as sent, each frame once it was checked", async (t) => {
+  const z = new Compressor();
+  const conn = Buffer.concat([
+    await forwardStreams(z, 1, "8080", "0"),
+    data(3, "hello"),
+    await forwardStreams(z, 5, "80", "1"),
+    data(7, "world", FIN),
+  ]);
+  z.close();
+  const a = gate([80, 8080]);
+  a.g.write(conn);
+  t.ok(a.sent().length < conn.length, "not all at once: header blocks are being inflated");
+  t.same(a.log, ["pause"], "the client waits meanwhile");
+  await a.settle();
+  t.same(a.sent(), conn, "then everything, unchanged");
+  t.same(a.log, ["pause", "resume"]);
+  a.g.end();
+  t.same(a.log, ["pause", "resume", "end"], "the end goes on after it");
+  t.same(a.refused, []);
+
+  const b = gate([80, 8080]);
+  for (const x of bytes(conn)) {
+    b.g.write(x);
+    await b.settle();
+  }
+  t.same(b.sent(), conn, "one byte per chunk: the same bytes");
+});
+
+t.test(
+  "gate: not one byte of a refused SYN_STREAM reaches the cluster, before or after its check",
+  async (t) => {
+    const z = new Compressor();
+    const allowed = await forwardStreams(z, 1, "8080", "0");
+    const forbidden = await forwardStreams(z, 5, "22", "1");
+    z.close();
+    const before = Buffer.concat([allowed, data(3, "to 8080")]);
+    const a = gate([8080]);
+    // All in one chunk: the forbidden SYN_STREAM is in hand while the allowed ones are still being inflated.
+    a.g.write(Buffer.concat([before, forbidden, data(7, "to 22")]));
+    t.ok(before.subarray(0, a.sent().length).equals(a.sent()), "at first, a prefix of the allowed frames");
+    await a.settle();
+    t.same(a.sent(), before, "then exactly the frames before the refused one");
+    t.match(a.refused, [{ streamId: 5, port: 22 }]);
+    a.g.write(data(7, "later"));
+    a.g.end();
+    t.same(a.sent(), before, "nothing after it, even once the client ends");
+    t.notOk(a.log.includes("end"), "the tunnel is the caller's to close");
+
+    // The allowed stream's data behind a SYN_STREAM still being checked waits for it (order is kept).
+    const zb = new Compressor();
+    const first = await forwardStreams(zb, 1, "8080", "0");
+    const second = await forwardStreams(zb, 5, "8080", "1");
+    zb.close();
+    const b = gate([8080]);
+    b.g.write(first);
+    await b.settle();
+    b.g.write(Buffer.concat([data(3, "early"), second, data(3, "late")]));
+    t.same(b.sent(), Buffer.concat([first, data(3, "early")]), "data of a checked stream goes at once");
+    await b.settle();
+    t.same(b.sent(), Buffer.concat([first, data(3, "early"), second, data(3, "late")]));
+  },
+);
+
+t.test(
+  "gate: a frame the client never finished is not sent; the cluster's socket's backpressure pauses",
+  async (t) => {
+    const z = new Compressor();
+    const syn = await forwardStreams(z, 1, "8080", "0");
+    z.close();
+    const a = gate([8080]);
+    a.g.write(syn);
+    await a.settle();
+    const partial = data(3, "cut short").subarray(0, 10);
+    a.g.write(partial);
+    a.g.end();
+    t.same(a.sent(), syn);
+    t.equal(a.log.at(-1), "end");
+
+    const b = gate([8080]);
+    b.backpressure(true);
+    b.g.write(syn);
+    await new Promise((r) => setTimeout(r, 50));
+    t.same(b.log, ["pause"], "paused for the check, then kept paused by the cluster's socket");
+    b.backpressure(false);
+    t.same(b.log, ["pause", "resume"]);
+    t.same(b.sent(), syn);
+
+    const c = gate([8080]);
+    c.g.write(control(6, 0, u32(1), 2));
+    t.match(c.unparsable, [{ message: /SPDY version 2/ }], "not SPDY/3: unparsable");
+    t.same(c.sent(), Buffer.alloc(0));
+  },
+);
+
+/** A client's WebSocket frame (masked unless told otherwise). */
+function wsFrame(
+  opcode: number,
+  payload: Buffer,
+  opts: { fin?: boolean; mask?: boolean; rsv?: number } = {},
+) {
+  const { fin = true, mask = true, rsv = 0 } = opts;
+  const len = payload.length;
+  const ext = len > 0xffff ? 8 : len > 125 ? 2 : 0;
+  const h = Buffer.alloc(2 + ext + (mask ? 4 : 0));
+  h[0] = (fin ? 0x80 : 0) | rsv | opcode;
+  h[1] = (mask ? 0x80 : 0) | (ext === 8 ? 127 : ext === 2 ? 126 : len);
+  if (ext === 2) h.writeUInt16BE(len, 2);
+  if (ext === 8) h.writeBigUInt64BE(BigInt(len), 2);
+  if (!mask) return Buffer.concat([h, payload]);
+  const key = Buffer.from([0x37, 0xfa, 0x21, 0x3d]);
+  key.copy(h, 2 + ext);
+  return Buffer.concat([h, Buffer.from(payload.map((x, i) => x ^ (key[i % 4] as number)))]);
+}
+
+t.test("WebSocket tunnel: SPDY split across messages and fragments, control frames between", async (t) => {
+  const z = new Compressor();
+  const spdy = Buffer.concat([
+    await forwardStreams(z, 1, "8080", "0"),
+    data(3, "x".repeat(300)),
+    await forwardStreams(z, 5, "8080", "1"),
+  ]);
+  z.close();
+  const cut = 37;
+  const ws = Buffer.concat([
+    wsFrame(2, spdy.subarray(0, cut)),
+    wsFrame(9, Buffer.from("ping")),
+    wsFrame(2, spdy.subarray(cut, 200), { fin: false }),
+    wsFrame(0xa, Buffer.alloc(0)),
+    wsFrame(0, spdy.subarray(200)),
+    wsFrame(8, Buffer.from([0x03, 0xe8])),
+  ]);
+  const frames = new ClientWebSocketFrames();
+  const pieces = bytes(ws).flatMap((b) => frames.split(b));
+  t.same(Buffer.concat(pieces.map((p) => p.raw)), ws, "the pieces are the bytes as sent");
+  t.same(
+    Buffer.concat(pieces.flatMap((p) => (p.payload ? [p.payload] : []))),
+    spdy,
+    "the payloads, the SPDY",
+  );
+
+  const a = gate([8080], true);
+  a.g.write(ws);
+  await a.settle();
+  t.same(a.sent(), ws, "all of it, as sent (the close frame too)");
+  t.same(a.refused, []);
+
+  const zf = new Compressor();
+  const allowed = await forwardStreams(zf, 1, "8080", "0");
+  const wsBad = wsFrame(2, Buffer.concat([allowed, await forwardStreams(zf, 5, "22", "1")]));
+  zf.close();
+  const b = gate([8080], true);
+  b.g.write(wsBad);
+  await b.settle();
+  t.match(b.refused, [{ port: 22 }]);
+  // The frame's header (2 + 2 length + 4 mask) and the allowed SYN_STREAMs, masked: the apiserver may read the
+  // start of a message before its end, so that is safe; the refused SYN_STREAM's bytes never go.
+  t.same(b.sent(), wsBad.subarray(0, 8 + allowed.length), "up to the refused SYN_STREAM, no further");
+
+  for (const [name, frame, why] of [
+    ["unmasked", wsFrame(2, Buffer.from("x"), { mask: false }), /unmasked/],
+    ["text", wsFrame(1, Buffer.from("x")), /text message/],
+    ["reserved bits", wsFrame(2, Buffer.from("x"), { rsv: 0x40 }), /reserved bits/],
+    ["opcode 3", wsFrame(3, Buffer.from("x")), /unknown opcode 3/],
+    ["a stray continuation", wsFrame(0, Buffer.from("x")), /continuation frame outside/],
+  ] as const) {
+    const c = gate([8080], true);
+    c.g.write(frame);
+    t.match(c.unparsable, [{ message: why }], name);
+    t.same(c.sent(), Buffer.alloc(0), `${name}: nothing sent`);
+  }
 });

@@ -1,5 +1,6 @@
 // The reason codes the Kubernetes adapter gives itself (policy reasons are k8s.* too, from policies/pamgate/
-// kubernetes.rego). Each refusal is sent to the client as a Kubernetes Status object naming the code.
+// kubernetes.rego). Each refusal is sent to the client as a Kubernetes Status object naming the code — except
+// k8s.portforward_port, found once the tunnel is open: the connection is closed and the transcript names it.
 import { REQUEST_INFO_REASONS } from "./request-info.js";
 
 export const KUBERNETES_REASONS = {
@@ -16,6 +17,8 @@ export const KUBERNETES_REASONS = {
   "k8s.unmaskable_response":
     "the response to a masked request is not JSON, so it cannot be masked and is cut",
   "k8s.upstream_error": "the cluster's API server could not be reached or failed mid-response",
+  "k8s.portforward_port":
+    "a port-forward stream (SPDY) named a port not decided (?ports=), or none: the tunnel was closed before it went on",
 } as const satisfies Record<string, string>;
 
 export type KubernetesReasonCode = keyof typeof KUBERNETES_REASONS;

@@ -1,6 +1,7 @@
 // A reader for SPDY/3.1, the stream protocol of kubectl's exec/attach fallback (KUBECTL_REMOTE_COMMAND_WEBSOCKETS=
-// false, and every kubectl before 1.30), so that such a session is recorded like a WebSocket one (tunnel.ts). It is
-// fed copies of the bytes of each direction, cut anywhere, and never writes to the connection.
+// false, and every kubectl before 1.30), so that such a session is recorded like a WebSocket one (tunnel.ts), and of
+// kubectl's port-forward, whose streams name the ports they go to (checked: portforward.ts). It is fed copies of the
+// bytes of each direction, cut anywhere, and never writes to the connection.
 //
 // Frames (SPDY/3 §2.2): a control frame is `1 | version(15) | type(16)`, `flags(8) | length(24)`, then its body; a
 // data frame is `0 | stream id(31)`, `flags(8) | length(24)`, then the payload. The 24-bit length bounds any frame
@@ -18,6 +19,13 @@
 // CLIENT opens every stream, with a `streamtype` header — error, stdin, stdout, stderr, resize. stdin and resize
 // carry the client's data (resize: one JSON `{"Width":…,"Height":…}` per line), stdout and stderr the command's,
 // error the final Status. SpdyRemoteCommand maps streams to those types and hands on each one's data.
+//
+// Kubernetes' port-forward protocol over SPDY (client-go's portforward, the kubelet's streaming server): per
+// forwarded connection the CLIENT opens two streams, `streamtype: error` and `streamtype: data`, each with a `port`
+// header (and a shared `requestid`), and the kubelet dials the port that header names — not the ports of the
+// request's ?ports=, which only the WebSocket protocols read. SpdyPortForward checks every SYN_STREAM of the client
+// against the ports the request was decided on, and says how far the client's bytes have been checked, so that
+// the tunnel can hold back what has not (portforward.ts).
 //
 // Anything that is not SPDY/3 as the Go implementation (moby/spdystream, on both ends of kubectl exec) writes it is
 // a parse error, reported once through onError (never thrown from an event handler); the caller stops the tunnel.
@@ -161,7 +169,8 @@ export class FrameQueue {
 }
 
 export interface SpdyReaderOptions {
-  onFrame(frame: SpdyFrame): void;
+  /** `end`: the offset just after the frame in this direction's bytes (counted from the first written). */
+  onFrame(frame: SpdyFrame, end: number): void;
   /** Called once, with the first problem; the reader then ignores everything. */
   onError(err: SpdyParseError): void;
   /** Shared with the other direction's reader, so that frames of both are handed on in the order they came. */
@@ -179,6 +188,8 @@ export class SpdyReader {
   /** Output of the inflater since the last header block was taken. */
   private inflated: Buffer[] = [];
   private inflatedBytes = 0;
+  /** Bytes taken from the input so far: the offset of the frame being read. */
+  private consumed = 0;
   private failed = false;
 
   constructor(private readonly opts: SpdyReaderOptions) {
@@ -199,6 +210,11 @@ export class SpdyReader {
   /** Resolves once every frame read so far has been handed on. */
   drained(): Promise<void> {
     return this.queue.drained();
+  }
+
+  /** No frame read is waiting to be handed on (no header block is being inflated). */
+  get idle(): boolean {
+    return this.queue.idle;
   }
 
   /** No more bytes: once the queue has handed on what was read, the compression context is let go. */
@@ -236,25 +252,29 @@ export class SpdyReader {
       if (this.buffered < length) return;
       this.head = null;
       const body = this.take(length);
-      if (first & 0x80000000) this.control(first & 0xffff, flags, body);
+      const end = this.consumed;
+      if (first & 0x80000000) this.control(first & 0xffff, flags, body, end);
       else
-        this.dispatch({
-          type: "data",
-          streamId: first & 0x7fffffff,
-          fin: (flags & FLAG_FIN) !== 0,
-          data: body,
-        });
+        this.dispatch(
+          {
+            type: "data",
+            streamId: first & 0x7fffffff,
+            fin: (flags & FLAG_FIN) !== 0,
+            data: body,
+          },
+          end,
+        );
     }
   }
 
-  private control(type: number, flags: number, b: Buffer): void {
+  private control(type: number, flags: number, b: Buffer, end: number): void {
     const fin = (flags & FLAG_FIN) !== 0;
     if (type === SYN_STREAM) {
       const streamId = streamIdAt(b, 0);
       const associatedTo = b.readUInt32BE(4) & 0x7fffffff;
       const priority = (b[8] as number) >> 5;
       const unidirectional = (flags & FLAG_UNIDIRECTIONAL) !== 0;
-      this.withHeaders(b.subarray(10), (headers) => ({
+      this.withHeaders(b.subarray(10), end, (headers) => ({
         type: "syn_stream",
         streamId,
         associatedTo,
@@ -266,32 +286,32 @@ export class SpdyReader {
     } else if (type === SYN_REPLY || type === HEADERS) {
       const streamId = streamIdAt(b, 0);
       const kind = type === SYN_REPLY ? "syn_reply" : "headers";
-      this.withHeaders(b.subarray(4), (headers) => ({ type: kind, streamId, fin, headers }));
-    } else this.dispatch(fixedControlFrame(type, b));
+      this.withHeaders(b.subarray(4), end, (headers) => ({ type: kind, streamId, fin, headers }));
+    } else this.dispatch(fixedControlFrame(type, b), end);
   }
 
-  private dispatch(frame: SpdyFrame): void {
-    this.queue.run(() => this.emit(frame), frame.type === "data" ? frame.data.length : 0);
+  private dispatch(frame: SpdyFrame, end: number): void {
+    this.queue.run(() => this.emit(frame, end), frame.type === "data" ? frame.data.length : 0);
   }
 
   /** A frame with a header block: inflated in its turn (the context is the direction's), then handed on. */
-  private withHeaders(block: Buffer, frame: (headers: SpdyHeaders) => SpdyFrame): void {
+  private withHeaders(block: Buffer, end: number, frame: (headers: SpdyHeaders) => SpdyFrame): void {
     if (block.length === 0) throw new SpdyParseError("a frame without its header block");
     this.queue.run(async () => {
       if (this.failed) return;
       try {
         const headers = parseHeaderBlock(await this.inflate(block));
-        this.emit(frame(headers));
+        this.emit(frame(headers), end);
       } catch (err) {
         this.fail(err);
       }
     }, block.length);
   }
 
-  private emit(frame: SpdyFrame): void {
+  private emit(frame: SpdyFrame, end: number): void {
     if (this.failed) return;
     try {
-      this.opts.onFrame(frame);
+      this.opts.onFrame(frame, end);
     } catch (err) {
       this.fail(err);
     }
@@ -337,6 +357,7 @@ export class SpdyReader {
   /** The first n buffered bytes, consumed (a view into the chunk when they lie in one). */
   private take(n: number): Buffer {
     this.buffered -= n;
+    this.consumed += n;
     const first = this.chunks[0];
     if (n === 0 || !first) return Buffer.alloc(0);
     if (first.length > n) {
@@ -576,4 +597,101 @@ export class SpdyRemoteCommand {
     this.resizeLine = "";
     if (rest.trim() && !this.failed) this.events.data("resize", Buffer.from(rest));
   }
+}
+
+/** Why a port-forward stream was refused. `port`: as sent — a number if it is one, null if there is none. */
+export interface PortForwardRefusal {
+  streamId: number;
+  port: number | string | null;
+  message: string;
+}
+
+export interface PortForwardEvents {
+  /** Every client byte before `offset` (counted from the first given) is part of a frame read and allowed. */
+  checked(offset: number): void;
+  /** A stream names a port that was not decided, or none, or not a port (once); nothing is read after it. */
+  refused(refusal: PortForwardRefusal): void;
+  /** The client's bytes are not SPDY/3 (once); nothing is read after it. */
+  error(err: SpdyParseError): void;
+}
+
+/**
+ * The client's side of a port-forward SPDY connection, each SYN_STREAM's `port` checked against the decided ports.
+ * Only SYN_STREAM matters: the kubelet (spdystream) reads a stream's port from the headers it was opened with;
+ * HEADERS frames do not change them, and data goes only to streams it accepted. The cluster's side is not read:
+ * the kubelet opens no streams.
+ */
+export class SpdyPortForward {
+  private readonly reader: SpdyReader;
+  private stopped = false;
+
+  constructor(
+    private readonly ports: readonly number[],
+    private readonly events: PortForwardEvents,
+  ) {
+    this.reader = new SpdyReader({
+      onFrame: (f, end) => this.frame(f, end),
+      onError: (err) => {
+        if (this.stopped) return;
+        this.stopped = true;
+        this.events.error(err);
+      },
+    });
+  }
+
+  /** No frame read is waiting for its header block to be inflated (and checked). */
+  get idle(): boolean {
+    return this.reader.idle;
+  }
+
+  fromClient(b: Buffer): void {
+    this.reader.write(b);
+  }
+
+  /** Resolves once every frame read so far has been checked. */
+  drained(): Promise<void> {
+    return this.reader.drained();
+  }
+
+  end(): void {
+    this.reader.end();
+  }
+
+  private frame(f: SpdyFrame, end: number): void {
+    if (this.stopped) return;
+    if (f.type === "syn_stream") {
+      const refusal = portRefusal(f.headers.get("port"), this.ports);
+      if (refusal) {
+        this.stopped = true;
+        // The reader stops too (its buffers and compression context go); its error is not reported.
+        this.reader.fail(new SpdyParseError("refused"));
+        this.events.refused({ streamId: f.streamId, ...refusal });
+        return;
+      }
+    }
+    this.events.checked(end);
+  }
+}
+
+/**
+ * Why a stream's `port` header may not be forwarded, or null if it may. The kubelet requires one, reads the first
+ * value with strconv.ParseUint(…, 10, 16) and refuses 0; this is stricter where Go would be lenient (several
+ * values, leading zeros beyond five digits): refusing such a stream closes a tunnel no real client opens.
+ */
+export function portRefusal(
+  values: string[] | undefined,
+  allowed: readonly number[],
+): { port: number | string | null; message: string } | null {
+  if (!values || values.length === 0) return { port: null, message: "a stream names no port" };
+  if (values.length > 1)
+    return { port: values.join(","), message: `a stream names several ports (${values.join(", ")})` };
+  const v = values[0] as string;
+  const n = Number(v);
+  if (!/^[0-9]{1,5}$/.test(v) || n < 1 || n > 65535)
+    return { port: v, message: `a stream names ${JSON.stringify(v)}, not a port` };
+  if (!allowed.includes(n)) {
+    const decided = allowed.length > 0 ? allowed.join(", ") : "none: the request named no ports=";
+    return { port: n, message: `a stream names port ${n}, not among the ports decided (${decided})` };
+  }
+  return null;
 }

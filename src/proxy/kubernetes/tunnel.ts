@@ -14,7 +14,12 @@
 //   relay's path).
 // - Either way, a stream that cannot be parsed closes the tunnel (fail closed: a session that cannot be recorded
 //   does not go on) and the transcript says why (`tunnel.unparsable`).
-// - Port-forward streams are counted per direction, not recorded (they are TCP payloads, not a terminal).
+// - Port-forward streams are counted per direction, not recorded (they are TCP payloads, not a terminal). Over
+//   SPDY — the SPDY/3.1 upgrade, or SPDY tunnelled in WebSocket messages (`SPDY/3.1+portforward.k8s.io`, kubectl's
+//   default) — each stream names the port the kubelet forwards it to, whatever ?ports= said: the client's bytes
+//   then go through portforward.ts, which writes each frame to the cluster only once its stream's port was found
+//   among the decided ones. A stream to another port (or none) closes the tunnel before the cluster sees it
+//   (`tunnel.refused_port`). Other WebSocket port-forwards forward the ports of the URL, which was decided.
 import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
 import { request } from "node:https";
 import { createRequire } from "node:module";
@@ -24,9 +29,10 @@ import type { TerminalRecording } from "../../audit/index.js";
 import { errorText } from "../../util/errors.js";
 import type { Logger } from "../../util/log.js";
 import { upstreamHeaders } from "./forward.js";
+import { PortForwardGate } from "./portforward.js";
 import { kubeReason } from "./reasons.js";
 import type { Decided } from "./server.js";
-import { type RemoteCommandStream, SpdyRemoteCommand } from "./spdy.js";
+import { type PortForwardRefusal, type RemoteCommandStream, SpdyRemoteCommand } from "./spdy.js";
 import { statusResponseText } from "./status.js";
 
 /** ws's frame parser (a Writable that emits "message"); not in @types/ws, so typed here by what is used. */
@@ -110,11 +116,33 @@ export async function openTunnel(
       const protocol = String(
         res.headers["sec-websocket-protocol"] ?? res.headers["x-stream-protocol-version"] ?? "",
       );
-      // A stream that cannot be parsed cannot be recorded: the tunnel is closed (fail closed).
-      const rec = new TunnelRecording(d, String(res.headers.upgrade ?? ""), protocol, () => {
+      const close = () => {
         client.destroy();
         upstream.destroy();
-      });
+      };
+      // A stream that cannot be parsed cannot be recorded: the tunnel is closed (fail closed).
+      const rec = new TunnelRecording(d, String(res.headers.upgrade ?? ""), protocol, close);
+      const framing = spdyPortForward(req, res, d);
+      const gate =
+        framing &&
+        new PortForwardGate({
+          ports: d.info.ports ?? [],
+          websocket: framing === "websocket",
+          from: client,
+          to: upstream,
+          refused: (r) => {
+            refusedPort(d, r, log);
+            close();
+          },
+          unparsable: (err) => {
+            d.session.transcript({
+              event: "tunnel.unparsable",
+              decision_id: decision,
+              why: `the port-forward stream could not be parsed: ${errorText(err)}`,
+            });
+            close();
+          },
+        });
       upstream.on("error", () => client.destroy());
       client.on("error", () => upstream.destroy());
       if (upHead.length > 0) {
@@ -123,13 +151,22 @@ export async function openTunnel(
       }
       if (head.length > 0) {
         rec.fromClient(head);
-        upstream.write(head);
+        if (gate) gate.write(head);
+        else upstream.write(head);
       }
-      relay(client, upstream, (b) => rec.fromClient(b));
+      if (gate) {
+        // The gate writes to the cluster what it has checked, and pauses the client while a check is pending.
+        client.on("data", (b: Buffer) => {
+          rec.fromClient(b);
+          gate.write(b);
+        });
+        client.on("end", () => gate.end());
+      } else relay(client, upstream, (b) => rec.fromClient(b));
       relay(upstream, client, (b) => rec.fromCluster(b));
       let closed = 0;
       const done = () => {
         if (++closed < 2) return;
+        if (gate) gate.close();
         rec.close();
         resolve();
       };
@@ -144,6 +181,40 @@ export async function openTunnel(
     });
     if (d.body) up.end(d.body);
     else up.end();
+  });
+}
+
+/**
+ * Whether a port-forward's client speaks SPDY, whose streams name their own ports (so they must be checked), and
+ * how it is framed: the SPDY/3.1 upgrade itself (anything upgraded that is not a WebSocket: the apiserver offers
+ * nothing else), or WebSocket messages when the client offered a `SPDY/3.1+….k8s.io` protocol — the apiserver
+ * tunnels then whatever it answers (IsWebSocketRequestWithTunnelingProtocol reads the request; it is forwarded as
+ * one header line, which is what is read here). null: not a port-forward, or a WebSocket one (v4, …) whose ports
+ * are the URL's.
+ */
+function spdyPortForward(
+  req: IncomingMessage,
+  res: IncomingMessage,
+  d: Decided,
+): "spdy" | "websocket" | null {
+  if (d.info.subresource !== "portforward") return null;
+  if (String(res.headers.upgrade ?? "").toLowerCase() !== "websocket") return "spdy";
+  const offered = `${req.headers["sec-websocket-protocol"] ?? ""},${res.headers["sec-websocket-protocol"] ?? ""}`;
+  return offered.split(",").some((p) => p.trim().toLowerCase().startsWith("spdy/3.1+")) ? "websocket" : null;
+}
+
+/** A port-forward stream named a port that was not decided: the transcript says which (the tunnel is closed). */
+function refusedPort(d: Decided, r: PortForwardRefusal, log: Logger): void {
+  const message = `pamgate closed the port-forward: ${r.message}`;
+  log.warn({ session: d.session.ctx.id, port: r.port, ports: d.info.ports ?? [] }, message);
+  d.session.transcript({
+    event: "tunnel.refused_port",
+    decision_id: d.outcome.decision.decision_id,
+    code: "k8s.portforward_port",
+    stream_id: r.streamId,
+    port: r.port,
+    ports: d.info.ports ?? [],
+    message,
   });
 }
 
