@@ -1,15 +1,32 @@
 // npm run bench:postgres — pgbench select-only, same duration and clients, in one run against:
 //   (a) PostgreSQL directly, (b) pgbouncer (transaction pooling), (c) pamgate with policy and audit on every
-//   statement (a separate `pamgate run` process, so its RSS is its own);
-// and, to show where the time goes, (d) a plain Node.js TCP relay (what any proxy written in Node costs here:
-// the floor under pamgate) and (e) pamgate with policy but no audit trail (what the durable, fsync'd decision
-// record before every statement costs). Each client count in BENCH_CLIENTS (default 8 and 32) is one run;
-// then a masking run (SELECT of 1,000,000 rows × 5 columns, 2 masked) through pamgate vs direct, and the
-// resident memory of pamgate holding 1,000 idle sessions. Prints one JSON line.
-// Targets (issue 5): pamgate ≥ 75 % of direct TPS and ≥ 90 % of pgbouncer's; masked bulk read ≤ 1.5× direct;
-// 1,000 idle sessions ≤ 300 MB RSS.
+//   statement at durability `fsync` (the default) and (d) at `write` (separate `pamgate run` processes, so each
+//   RSS is its own);
+// and, to show where the time goes, (e) a plain Node.js TCP relay (what any proxy written in Node costs here:
+// the floor under pamgate) and (f) pamgate with policy but no audit trail (what the decision record costs).
+// Each client count in BENCH_CLIENTS (default 8 and 32) is one run, plus a 1-client run for the latency each
+// statement gains, beside one fdatasync of the audit disk measured in the same run (the physical floor of a
+// durable record). Then the 8-client run again with the cores split (taskset): the proxies on CPU 1, PostgreSQL
+// and pgbench on CPU 0, so a proxy has a core of its own. Then a masking run (SELECT of 1,000,000 rows × 5
+// columns, 2 masked) through pamgate vs direct, and the resident memory of pamgate holding 1,000 idle sessions.
+// Prints one JSON line.
+// Targets (issues 5 and 13): pamgate ≥ 75 % of direct TPS and ≥ 90 % of pgbouncer's; at durability write
+// ≥ 90 % of the bare relay and ≥ 85 % of pgbouncer at 8 clients; at fsync, added latency per statement ≤ one
+// fdatasync + 0.1 ms at p50; masked bulk read ≤ 1.5× direct; 1,000 idle sessions ≤ 300 MB RSS.
 import { type ChildProcess, spawn } from "node:child_process";
-import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chownSync,
+  closeSync,
+  fdatasyncSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -77,6 +94,7 @@ async function pgbench(bin: string, url: string, label: string, dir: string, cli
   latencies.sort((a, b) => a - b);
   return {
     tps: Math.round(tps),
+    p50_ms: +(percentile(latencies, 50) / 1000).toFixed(3),
     p99_ms: +(percentile(latencies, 99) / 1000).toFixed(3),
     transactions: latencies.length,
     failed,
@@ -147,6 +165,35 @@ net.createServer((c) => {
   return { proc, port };
 }
 
+/** p50 and p99 of one fdatasync of a 2 KB append in `dir` (the audit spool's disk): a durable record's floor. */
+function fdatasyncFloor(dir: string, n = 400): { p50_ms: number; p99_ms: number } {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, "fsync-probe");
+  const fd = openSync(path, "w");
+  const buf = Buffer.alloc(2048, 0x61);
+  const t: number[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      writeSync(fd, buf);
+      const start = process.hrtime.bigint();
+      fdatasyncSync(fd);
+      t.push(Number(process.hrtime.bigint() - start) / 1e6);
+    }
+  } finally {
+    closeSync(fd);
+    rmSync(path, { force: true });
+  }
+  t.sort((a, b) => a - b);
+  return { p50_ms: +percentile(t, 50).toFixed(3), p99_ms: +percentile(t, 99).toFixed(3) };
+}
+
+/** Pins a running process (all its threads, and the children it forks later) to the given CPUs. */
+async function pin(pid: number | undefined, cpus: string): Promise<void> {
+  if (!pid) return;
+  const r = await run("taskset", ["-a", "-c", "-p", cpus, String(pid)]);
+  if (r.code !== 0) throw new Error(`taskset ${cpus} ${pid} failed: ${r.stderr}`);
+}
+
 /** CPU seconds (user + system) a process has used, from /proc (clock ticks of 1/100 s). */
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
@@ -161,6 +208,9 @@ async function timeQuery(url: string, sql: string): Promise<{ seconds: number; b
 }
 
 async function main() {
+  // The gateways run the compiled build (bin/pamgate.js picks dist/ while it is current), as in production.
+  const built = await run(process.execPath, [packagePath("scripts", "build.mjs")]);
+  if (built.code !== 0) throw new Error(`npm run build failed: ${built.stderr}`);
   const dir = mkdtempSync(join(tmpdir(), "pamgate-bench-pg-"));
   const cleanups: Array<() => Promise<void> | void> = [() => rmSync(dir, { recursive: true, force: true })];
   try {
@@ -192,8 +242,8 @@ async function main() {
     const bundle = join(dir, "bundle.tar.gz");
     const { revision } = await buildBundle({ policies: packagePath("policies"), output: bundle });
     const ic = issuer.issuerConfig();
-    /** A `pamgate run` process of its own (so its RSS is its own); with or without the audit trail. */
-    const startGateway = async (name: string, audit: boolean) => {
+    /** A `pamgate run` process of its own (so its RSS is its own); with the audit trail at a level, or none. */
+    const startGateway = async (name: string, audit: "fsync" | "write" | null) => {
       const port = await freePort();
       const config = {
         listeners: { postgres: { host: "127.0.0.1", port } },
@@ -210,7 +260,7 @@ async function main() {
         ],
         // The PostgreSQL store (as several replicas would run): the embedded PGlite store alone holds 240-900 MB.
         store: { type: "postgres", url: db.url },
-        ...(audit ? { audit: { dir: join(dir, `audit-${name}`) } } : {}),
+        ...(audit ? { audit: { dir: join(dir, `audit-${name}`), durability: audit } } : {}),
       };
       writeFileSync(join(dir, `${name}.yaml`), JSON.stringify(config));
       const proc = spawn(
@@ -232,17 +282,19 @@ async function main() {
       await waitForPort(port, 120_000);
       return { proc, port };
     };
-    const main = await startGateway("pamgate", true);
+    const main = await startGateway("pamgate", "fsync");
     const gw = main.proc;
     const pgPort = main.port;
-    const noAudit = await startGateway("pamgate-no-audit", false);
+    const write = await startGateway("pamgate-write", "write");
+    const noAudit = await startGateway("pamgate-no-audit", null);
     const relay = await startRelay(db.port);
     cleanups.push(() => {
       relay.proc.kill();
     });
     const token = await issuer.tokenFor("alice");
-    const viaGateway = `postgres://alice:${encodeURIComponent(token)}@127.0.0.1:${pgPort}/bench?sslmode=disable`;
-    const viaNoAudit = `postgres://alice:${encodeURIComponent(token)}@127.0.0.1:${noAudit.port}/bench?sslmode=disable`;
+    const via = (port: number) =>
+      `postgres://alice:${encodeURIComponent(token)}@127.0.0.1:${port}/bench?sslmode=disable`;
+    const viaGateway = via(pgPort);
     const viaBouncer = `postgres://${db.user}:${encodeURIComponent(db.password)}@127.0.0.1:${bouncer.port}/${db.database}`;
     const viaRelay = db.url.replace(`:${db.port}/`, `:${relay.port}/`);
 
@@ -251,31 +303,70 @@ async function main() {
       direct: db.url,
       pgbouncer: viaBouncer,
       node_relay: viaRelay,
-      pamgate: viaGateway,
-      pamgate_no_audit: viaNoAudit,
+      pamgate_fsync: viaGateway,
+      pamgate_write: via(write.port),
+      pamgate_no_audit: via(noAudit.port),
     };
+    type Result = Awaited<ReturnType<typeof pgbench>>;
     for (const u of Object.values(targets))
       await run(`${db.bin}/pgbench`, ["-S", "-n", "-T", "2", "-c", "2", u]);
-    const runs = [];
-    for (const clients of CLIENT_COUNTS) {
-      const r: Record<string, Awaited<ReturnType<typeof pgbench>>> = {};
-      for (const [label, url] of Object.entries(targets))
-        r[label] = await pgbench(db.bin, url, label, dir, clients);
-      const { direct, pgbouncer, pamgate } = r as Record<
-        keyof typeof targets,
-        Awaited<ReturnType<typeof pgbench>>
-      >;
-      runs.push({
+    const ratio = (a: Result, b: Result) => +(a.tps / b.tps).toFixed(3);
+    const measure = async (clients: number, tag = "") => {
+      const r = {} as Record<keyof typeof targets, Result>;
+      for (const [label, url] of Object.entries(targets) as Array<[keyof typeof targets, string]>)
+        r[label] = await pgbench(db.bin, url, `${label}${tag}`, dir, clients);
+      const { direct, pgbouncer, node_relay, pamgate_fsync, pamgate_write, pamgate_no_audit } = r;
+      return {
         clients,
         ...r,
-        pamgate_over_direct_tps: +(pamgate.tps / direct.tps).toFixed(3),
-        pamgate_over_pgbouncer_tps: +(pamgate.tps / pgbouncer.tps).toFixed(3),
-        targets: {
-          tps_ge_75pct_direct: pamgate.tps >= 0.75 * direct.tps,
-          tps_ge_90pct_pgbouncer: pamgate.tps >= 0.9 * pgbouncer.tps,
+        pamgate_over_direct_tps: ratio(pamgate_fsync, direct),
+        pamgate_over_pgbouncer_tps: ratio(pamgate_fsync, pgbouncer),
+        pamgate_over_relay: {
+          fsync: ratio(pamgate_fsync, node_relay),
+          write: ratio(pamgate_write, node_relay),
+          no_audit: ratio(pamgate_no_audit, node_relay),
         },
-      });
+        pamgate_write_over_pgbouncer: ratio(pamgate_write, pgbouncer),
+        relay_over_direct: ratio(node_relay, direct),
+        targets: {
+          tps_ge_75pct_direct: pamgate_fsync.tps >= 0.75 * direct.tps,
+          tps_ge_90pct_pgbouncer: pamgate_fsync.tps >= 0.9 * pgbouncer.tps,
+          write_ge_90pct_relay: pamgate_write.tps >= 0.9 * node_relay.tps,
+          write_ge_85pct_pgbouncer: pamgate_write.tps >= 0.85 * pgbouncer.tps,
+        },
+      };
+    };
+    const runs = [];
+    for (const clients of CLIENT_COUNTS) runs.push(await measure(clients));
+
+    // One client: what a statement waits for, beside one fdatasync of the spool's disk measured here and now.
+    const one = await measure(1, "-one");
+    const fsync = fdatasyncFloor(join(dir, "audit-pamgate"));
+    const added = (r: Result) => +(r.p50_ms - one.direct.p50_ms).toFixed(3);
+    const latency = {
+      clients: 1,
+      direct_p50_ms: one.direct.p50_ms,
+      relay_added_p50_ms: added(one.node_relay),
+      no_audit_added_p50_ms: added(one.pamgate_no_audit),
+      fsync_added_p50_ms: added(one.pamgate_fsync),
+      write_added_p50_ms: added(one.pamgate_write),
+      fdatasync: fsync,
+      target_fsync_added_le_fdatasync_plus_0_1ms: added(one.pamgate_fsync) <= fsync.p50_ms + 0.1,
+    };
+
+    // Cores split: every proxy on CPU 1; PostgreSQL (its postmaster, so every backend it forks) and pgbench on 0.
+    let pinned: Awaited<ReturnType<typeof measure>> | { skipped: string };
+    if (process.env.BENCH_TASKSET === "0") pinned = { skipped: "BENCH_TASKSET=0" };
+    else {
+      for (const p of [gw.pid, write.proc.pid, noAudit.proc.pid, relay.proc.pid, bouncer.proc.pid])
+        await pin(p, "1");
+      await pin(db.pid, "0");
+      pinned = await measure(8, "-pinned");
+      (pinned as Record<string, unknown>).cpus = { proxies: "1", postgres_and_pgbench: "0" };
+      for (const p of [gw.pid, write.proc.pid, noAudit.proc.pid, relay.proc.pid, bouncer.proc.pid, db.pid])
+        await pin(p, "0,1");
     }
+    write.proc.kill("SIGTERM");
     noAudit.proc.kill("SIGTERM");
     relay.proc.kill();
 
@@ -318,9 +409,12 @@ async function main() {
     const result = {
       bench: "postgres",
       revision,
+      runtime: "dist (compiled, no tsx)",
       duration_s: DURATION_S,
       scale: SCALE,
       runs,
+      latency,
+      pinned,
       masking: {
         rows: MASK_ROWS,
         columns: 5,

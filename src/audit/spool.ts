@@ -384,8 +384,10 @@ export class Spool {
           }
         }
         // Group commit: what arrives while an fdatasync runs waits for it, then goes out as one write that the
-        // next fdatasync covers — one write and one fdatasync per round, however the records trickle in.
-        if (this.syncing) {
+        // next fdatasync covers — one write and one fdatasync per round, however the records trickle in. Except
+        // records acknowledged at write: their commands wait for the write alone, so it happens now, and the next
+        // fdatasync covers it all the same.
+        if (this.syncing && !this.queue.some((p) => p.ackOnWrite)) {
           await this.nextSync();
           continue;
         }

@@ -153,6 +153,8 @@ export function run(
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    // A program that exits without reading its input (taskset, a quick failure) closes the pipe: not an error.
+    child.stdin.on("error", () => {});
     child.stdin.end(input ?? "");
   });
 }

@@ -21,6 +21,8 @@ export interface PostgresServer {
   dataDir: string;
   /** The server binaries' folder (pgbench, psql-compatible tools live beside it). */
   bin: string;
+  /** The postmaster's process id (benchmarks pin it, and so every backend it forks, to a CPU). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -137,6 +139,7 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
   const server: PostgresServer = {
     host: "127.0.0.1",
     port,
+    pid: proc.pid as number,
     user,
     password,
     database,

@@ -461,6 +461,12 @@ t.test(
     t.equal(state.writes, 1);
     const seg = (await listSegmentFiles(dir))[0]?.path as string;
     t.match(readFileSync(seg, "utf8"), /"i":0/, "the record is in the file (in the OS) already");
+    const second = await spool.recordWritten("decision", body(9));
+    t.equal(
+      second.seq,
+      2,
+      "another write-acknowledged record is written while the fdatasync is held, not after it",
+    );
     let durable = false;
     void written.durable.then(() => {
       durable = true;
@@ -476,7 +482,8 @@ t.test(
     openGate();
     state.syncGate = null;
     await written.durable;
-    t.equal((await viaFsync).seq, 2);
+    await second.durable;
+    t.equal((await viaFsync).seq, 3);
     t.ok(durable && fsynced);
     await spool.close();
     t.ok((await verifySpool(dir)).ok);
