@@ -195,6 +195,8 @@ export const GatewayConfigSchema = Type.Object(
     store: Type.Optional(StoreSchema),
     audit: Type.Optional(AuditSchema),
     approvals: Type.Optional(ApprovalsSchema),
+    /** Gateway processes sharing the listeners, one event loop each ("auto": one per core). Default 1. */
+    workers: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 64 }), Type.Literal("auto")])),
   },
   closed,
 );

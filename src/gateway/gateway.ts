@@ -30,6 +30,7 @@ import { openStore } from "../store/open.js";
 import type { Store } from "../store/store.js";
 import { type Logger, silentLogger } from "../util/log.js";
 import { SessionOpener } from "./sessions.js";
+import type { PeerChannel } from "./workers.js";
 
 export interface GatewayExtras {
   log?: Logger;
@@ -40,6 +41,8 @@ export interface GatewayExtras {
   devTokenTtlSeconds?: number;
   /** The audit spool's file operations (tests make them fail the way a broken disk does). */
   auditIo?: SpoolIo;
+  /** In a worker of `workers: N`: the channel to the other workers (workers.ts). */
+  peers?: PeerChannel;
 }
 
 export interface Gateway {
@@ -241,6 +244,7 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
         pipeline,
         status,
         log,
+        peers: extras.peers,
       });
       const unregister = status.register(`listener:${adapter.protocol}`, () => listener.status());
       closers.push(async () => {

@@ -11,10 +11,12 @@
 //
 // A new protocol is one folder under src/proxy/ exporting a ProtocolAdapter, and one line in src/proxy/registry.ts.
 // docs/adapters.md walks through writing one.
+
 import { type Static, type TObject, Type } from "@sinclair/typebox";
 import { NonEmpty, Port } from "../config/kit.js";
 import type { Protocol, Resource } from "../decision/contract.js";
 import type { SessionOpener } from "../gateway/sessions.js";
+import type { PeerChannel } from "../gateway/workers.js";
 import type { CommandPipeline } from "../pipeline/pipeline.js";
 import type { ComponentStatus, StatusRegistry } from "../status/status.js";
 import type { Logger } from "../util/log.js";
@@ -59,6 +61,11 @@ export interface AdapterContext<Listen, Upstream> {
    */
   status?: StatusRegistry;
   log: Logger;
+  /**
+   * In a worker of a multi-process gateway (`workers: N`): messages to the other workers, for what a connection
+   * on one worker asks of a session on another (a PostgreSQL CancelRequest). Absent in a single process.
+   */
+  peers?: PeerChannel;
 }
 
 /** A running listener of one protocol. */

@@ -52,6 +52,10 @@ const REFUSAL_SQLSTATE: Record<string, string> = {
 
 const STARTUP_TIMEOUT_MS = 30_000;
 
+/** A BackendKeyData process id: the worker's index above bit 24, a counter below (64 workers stay positive). */
+const WORKER_PID_SHIFT = 24;
+const WORKER_PID_MASK = (1 << WORKER_PID_SHIFT) - 1;
+
 export class PostgresListener implements AdapterListener {
   private server: Server | null = null;
   private readonly log;
@@ -72,7 +76,11 @@ export class PostgresListener implements AdapterListener {
   constructor(private readonly options: PostgresListenerOptions) {
     this.log = options.log ?? silentLogger;
     this.resources = new Map(options.resources.map((entry) => [entry.resource.name, resourceOf(entry)]));
-    this.masker = new Masker(options.maskKey ?? Buffer.from(randomUUID()));
+    // Workers of one gateway share the key, so a value hashes alike whichever worker serves the session.
+    this.masker = new Masker(options.maskKey ?? options.peers?.secret ?? Buffer.from(randomUUID()));
+    // A CancelRequest names a session by the key it was given; in a worker, the key's top bits name the worker
+    // (cancelKey), and a request for a session of another worker is sent there.
+    options.peers?.on("pg.cancel", (m) => void this.cancel(Number(m.pid), Number(m.secret)).catch(() => {}));
     this.secureContext = options.tls ? createSecureContext(options.tls) : null;
   }
 
@@ -262,7 +270,7 @@ export class PostgresListener implements AdapterListener {
       throw err;
     }
 
-    const pid = this.nextPid++;
+    const pid = this.nextCancelPid();
     const secret = randomInt(1, 2 ** 31 - 1);
     if (upstream.backendKey)
       this.cancelKeys.set(pid, { secret, target: resource.target, key: upstream.backendKey });
@@ -293,7 +301,20 @@ export class PostgresListener implements AdapterListener {
     session.start(reader.drain());
   }
 
+  /** The BackendKeyData process id a client gets: positive, unique here, with this worker's index on top. */
+  private nextCancelPid(): number {
+    const counter = this.nextPid;
+    this.nextPid = this.nextPid >= WORKER_PID_MASK ? 1 : this.nextPid + 1;
+    return ((this.options.peers?.index ?? 0) << WORKER_PID_SHIFT) | counter;
+  }
+
   private async cancel(pid: number, secret: number): Promise<void> {
+    const peers = this.options.peers;
+    const owner = pid >>> WORKER_PID_SHIFT;
+    if (peers && owner !== peers.index) {
+      if (owner < peers.count) peers.send(owner, { kind: "pg.cancel", pid, secret });
+      return;
+    }
     const entry = this.cancelKeys.get(pid);
     // A wrong secret is ignored silently, as PostgreSQL does, so keys cannot be probed.
     if (!entry || entry.secret !== secret) return;
