@@ -2,6 +2,7 @@
 //   (a) PostgreSQL directly, (b) pgbouncer (transaction pooling), (c) pamgate with policy and audit on every
 //   statement at durability `fsync` (the default) and (d) at `write` (separate `pamgate run` processes, so each
 //   RSS is its own);
+// (g) at `write` with `workers: 2` (two event loops sharing the listener);
 // and, to show where the time goes, (e) a plain Node.js TCP relay (what any proxy written in Node costs here:
 // the floor under pamgate) and (f) pamgate with policy but no audit trail (what the decision record costs).
 // Each client count in BENCH_CLIENTS (default 8 and 32) is one run, plus a 1-client run for the latency each
@@ -194,6 +195,13 @@ async function pin(pid: number | undefined, cpus: string): Promise<void> {
   if (r.code !== 0) throw new Error(`taskset ${cpus} ${pid} failed: ${r.stderr}`);
 }
 
+/** The process ids of a process's children (a `workers: N` gateway's workers). */
+async function childPids(pid: number | undefined): Promise<number[]> {
+  if (!pid) return [];
+  const r = await run("pgrep", ["-P", String(pid)]);
+  return r.stdout.split("\n").filter(Boolean).map(Number);
+}
+
 /** CPU seconds (user + system) a process has used, from /proc (clock ticks of 1/100 s). */
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
@@ -243,9 +251,10 @@ async function main() {
     const { revision } = await buildBundle({ policies: packagePath("policies"), output: bundle });
     const ic = issuer.issuerConfig();
     /** A `pamgate run` process of its own (so its RSS is its own); with the audit trail at a level, or none. */
-    const startGateway = async (name: string, audit: "fsync" | "write" | null) => {
+    const startGateway = async (name: string, audit: "fsync" | "write" | null, workers = 1) => {
       const port = await freePort();
       const config = {
+        workers,
         listeners: { postgres: { host: "127.0.0.1", port } },
         policy: { bundle },
         identity: { issuers: [{ issuer: ic.issuer, audience: ic.audience, allow_insecure_http: true }] },
@@ -287,6 +296,7 @@ async function main() {
     const pgPort = main.port;
     const write = await startGateway("pamgate-write", "write");
     const noAudit = await startGateway("pamgate-no-audit", null);
+    const workers = await startGateway("pamgate-write-2-workers", "write", 2);
     const relay = await startRelay(db.port);
     cleanups.push(() => {
       relay.proc.kill();
@@ -306,6 +316,7 @@ async function main() {
       pamgate_fsync: viaGateway,
       pamgate_write: via(write.port),
       pamgate_no_audit: via(noAudit.port),
+      pamgate_write_2_workers: via(workers.port),
     };
     type Result = Awaited<ReturnType<typeof pgbench>>;
     for (const u of Object.values(targets))
@@ -325,6 +336,7 @@ async function main() {
           fsync: ratio(pamgate_fsync, node_relay),
           write: ratio(pamgate_write, node_relay),
           no_audit: ratio(pamgate_no_audit, node_relay),
+          write_2_workers: ratio(r.pamgate_write_2_workers, node_relay),
         },
         pamgate_write_over_pgbouncer: ratio(pamgate_write, pgbouncer),
         relay_over_direct: ratio(node_relay, direct),
@@ -358,15 +370,16 @@ async function main() {
     let pinned: Awaited<ReturnType<typeof measure>> | { skipped: string };
     if (process.env.BENCH_TASKSET === "0") pinned = { skipped: "BENCH_TASKSET=0" };
     else {
-      for (const p of [gw.pid, write.proc.pid, noAudit.proc.pid, relay.proc.pid, bouncer.proc.pid])
-        await pin(p, "1");
+      const proxies = [gw.pid, write.proc.pid, noAudit.proc.pid, relay.proc.pid, bouncer.proc.pid];
+      proxies.push(...(await childPids(workers.proc.pid)), workers.proc.pid);
+      for (const p of proxies) await pin(p, "1");
       await pin(db.pid, "0");
       pinned = await measure(8, "-pinned");
       (pinned as Record<string, unknown>).cpus = { proxies: "1", postgres_and_pgbench: "0" };
-      for (const p of [gw.pid, write.proc.pid, noAudit.proc.pid, relay.proc.pid, bouncer.proc.pid, db.pid])
-        await pin(p, "0,1");
+      for (const p of [...proxies, db.pid]) await pin(p, "0,1");
     }
     write.proc.kill("SIGTERM");
+    workers.proc.kill("SIGTERM");
     noAudit.proc.kill("SIGTERM");
     relay.proc.kill();
 
