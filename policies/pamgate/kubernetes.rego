@@ -78,6 +78,18 @@ deny contains common.reason("k8s.machine_exec", msg) if {
 	])
 }
 
+# Some ports are never forwarded into a pod, whoever asks (data.config.kubernetes.never_forwarded_ports: port →
+# why). pamgate decides each port a port-forward stream names with `ports: [port]`, so this holds for kubectl too
+# (which names its ports only in the streams); a request naming such a port in ?ports= is blocked outright.
+deny contains common.reason("k8s.portforward_port_blocked", msg) if {
+	input.protocol == "kubernetes"
+	subresource == "portforward"
+	some port in object.get(input.command, "ports", [])
+	is_number(port)
+	why := cfg.never_forwarded_ports[format_int(port, 10)]
+	msg := concat("", ["port-forward to port ", format_int(port, 10), " of ", pod_target, " is not allowed: ", why, "."])
+}
+
 # exec runs a command in a container: its argv (sh -c "…" looked into, as for an SSH exec) gets the same checks.
 deny contains common.reason("k8s.exec_destructive", msg) if {
 	input.protocol == "kubernetes"

@@ -495,7 +495,12 @@ class PortForwardClient {
   readonly frames: SpdyFrame[] = [];
   readonly closed: Promise<void>;
   private readonly z = createDeflate({ dictionary: SPDY_DICTIONARY });
-  private readonly reader = new SpdyReader({ onFrame: (f) => this.frames.push(f), onError: () => {} });
+  private readonly reader = new SpdyReader({
+    onFrame: (f) => {
+      this.frames.push(f);
+    },
+    onError: () => {},
+  });
 
   private constructor(
     private readonly sendBytes: (b: Buffer) => void,
@@ -505,13 +510,16 @@ class PortForwardClient {
     this.closed = closed;
   }
 
+  /** `ports`: for ?ports= (none: no query, as kubectl sends it). */
   static async open(
     transport: "spdy" | "websocket",
     token: string,
     ports: number[],
+    namespace = "staging",
   ): Promise<PortForwardClient> {
     const url = new URL(g.kubeUrl);
-    const path = `/api/v1/namespaces/staging/pods/web-0/portforward?ports=${ports.join(",")}`;
+    const query = ports.length > 0 ? `?ports=${ports.join(",")}` : "";
+    const path = `/api/v1/namespaces/${namespace}/pods/web-0/portforward${query}`;
     const sock = tlsConnect({ host: url.hostname, port: Number(url.port), ca: g.api.caPem });
     const closed = new Promise<void>((r) => sock.on("close", () => r()));
     sock.on("error", () => {});
@@ -582,8 +590,13 @@ class PortForwardClient {
           ["requestid", requestId],
         ]),
       );
-    // In one write: were the client's bytes relayed before being checked, both would reach the kubelet.
-    this.sendBytes(Buffer.concat(syns));
+    // In one write, and a PING right behind them: were the client's bytes relayed before being checked — or
+    // checked past a SYN_STREAM whose port is still being decided — both would reach the kubelet.
+    const ping = Buffer.alloc(12);
+    ping.writeUInt32BE(0x80030006, 0); // a SPDY/3 PING
+    ping.writeUInt32BE(4, 4);
+    ping.writeUInt32BE(firstId, 8); // a client's ping ids are odd
+    this.sendBytes(Buffer.concat([...syns, ping]));
   }
 
   sendData(streamId: number, payload: string): void {
@@ -670,46 +683,189 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
   }
 }
 
+/** The decision on record with this id (the audit trail's decision log event). */
+async function decisionRecord(id: unknown) {
+  for (let i = 0; i < 50; i++) {
+    const found = (await records("decision")).find((d) => d.decision_id === id);
+    if (found)
+      return found as { input: { command: Record<string, unknown> }; action: string; reason_codes: string[] };
+    await sleep(100);
+  }
+  return undefined;
+}
+
+/**
+ * Whether anything dialled 127.0.0.1:22 for the fake kubelet: the trap listening there (when the test may bind it)
+ * counts connections; otherwise the kubelet's own log of a failed dial ("fake-kubelet: port 22: …") shows it.
+ */
+async function port22Witness() {
+  let connections = 0;
+  const server = createServer((s) => {
+    connections++;
+    s.on("error", () => {});
+    s.destroy();
+  });
+  const bound = await new Promise<boolean>((resolve) => {
+    server.once("error", () => resolve(false));
+    server.listen(22, "127.0.0.1", () => resolve(true));
+  });
+  const logged = () => (kubelet?.logs() ?? []).filter((l) => /port 22\b/.test(l)).length;
+  return {
+    /** Dials of port 22 seen so far (a failed one is logged a moment after it happened). */
+    dials: () => connections + logged(),
+    close: () => (bound ? new Promise((r) => server.close(r)) : Promise.resolve()),
+  };
+}
+
 for (const transport of ["spdy", "websocket"] as const) {
   const framing = transport === "spdy" ? "SPDY/3.1" : "SPDY in WebSocket (kubectl's tunnel)";
   t.test(
-    `port-forward over ${framing}: a decided port works; a stream to another closes the tunnel unseen`,
+    `port-forward over ${framing}: each stream's port is decided; a blocked one closes the tunnel unseen`,
     { skip: fakeKubeletAvailable() ? false : "the fake kubelet is not built (scripts/bootstrap builds it)" },
     async (t) => {
       const alice = await g.tokenFor("alice");
       const pod = await podServer();
-      const trap = await podServer();
+      const other = await podServer();
+      const witness = await port22Witness();
       t.teardown(async () => {
         await pod.close();
-        await trap.close();
+        await other.close();
+        await witness.close();
       });
       const c = await PortForwardClient.open(transport, alice, [pod.port]);
       t.teardown(() => c.close());
       await c.openStreams(1, pod.port, "0");
       await c.waitFor((f) => f.type === "syn_reply" && f.streamId === 3, "reply to the data stream");
       c.sendData(3, "through-pamgate");
-      const echoed = await c.waitFor(
+      await c.waitFor(
         (f) => f.type === "data" && f.streamId === 3 && f.data.toString().includes("through-pamgate"),
         "the echo",
       );
-      t.ok(echoed, "the pod's server echoed through the decided port");
-      t.equal(pod.connections(), 1);
+      t.equal(pod.connections(), 1, "the port of ?ports= works (decided with the request)");
 
-      await c.openStreams(5, trap.port, "1");
-      await withTimeout(c.closed, 5000, "the tunnel closing");
-      t.pass("the tunnel was closed");
-      const entry = await transcriptEntry((e) => e.event === "tunnel.refused_port" && e.port === trap.port);
-      t.match(
-        entry,
-        { code: "k8s.portforward_port", stream_id: 5, port: trap.port, ports: [pod.port] },
-        "the transcript names the port and the decided ones",
+      // A port ?ports= did not name: decided now, as the request with ports: [port] — alice may, in staging.
+      await c.openStreams(5, other.port, "1");
+      await c.waitFor((f) => f.type === "syn_reply" && f.streamId === 7, "reply to the second data stream");
+      c.sendData(7, "decided-later");
+      await c.waitFor(
+        (f) => f.type === "data" && f.streamId === 7 && f.data.toString().includes("decided-later"),
+        "the second echo",
       );
-      // Had the SYN_STREAMs been relayed while their header blocks were being checked, the kubelet would dial.
+      t.equal(other.connections(), 1, "a port decided when its stream came is forwarded");
+      const allowed = await transcriptEntry((e) => e.event === "tunnel.port" && e.port === other.port);
+      t.match(allowed, { action: "allow" });
+      const tunnel = allowed?.tunnel_decision_id;
+      t.match(
+        await transcriptEntry((e) => e.event === "request" && e.decision_id === tunnel),
+        { verb: "portforward", action: "allow" },
+        "the port's decision names the tunnel's",
+      );
+      const record = await decisionRecord(allowed?.decision_id);
+      t.match(record, { action: "allow", input: { command: { verb: "portforward", ports: [other.port] } } });
+      t.notOk(
+        (await transcript()).some((e) => e.event === "tunnel.port" && e.port === pod.port),
+        "the port of ?ports= was not decided again",
+      );
+
+      const dials = witness.dials();
+      await c.openStreams(9, 22, "2");
+      await withTimeout(c.closed, 5000, "the tunnel closing");
+      t.pass("port 22 closed the tunnel");
+      const entry = await transcriptEntry(
+        (e) => e.event === "tunnel.refused_port" && e.tunnel_decision_id === tunnel,
+      );
+      t.match(entry, {
+        code: "k8s.portforward_port",
+        stream_id: 9,
+        port: 22,
+        reasons: [{ code: "k8s.portforward_port_blocked", message: /port 22 of pods\/web-0/ }],
+      });
+      const blocked = await decisionRecord(entry?.decision_id);
+      t.match(
+        blocked,
+        {
+          action: "block",
+          reason_codes: ["k8s.portforward_port_blocked"],
+          input: { command: { ports: [22] } },
+        },
+        "the refusal names the decision on record",
+      );
+      // Had the SYN_STREAMs been relayed while their port was being decided, the kubelet would dial.
       await sleep(500);
-      t.equal(trap.connections(), 0, "the port never decided was never dialled");
+      t.equal(witness.dials(), dials, "port 22 was never dialled");
+      t.notOk(
+        c.frames.some((f) => f.type === "syn_reply" && f.streamId >= 9),
+        "the cluster answered no stream to port 22: it never saw one",
+      );
     },
   );
 }
+
+/** The one pending approval whose text matches, waited for. */
+async function pendingApproval(text: RegExp) {
+  for (let i = 0; i < 200; i++) {
+    const found = (await g.gw.approvals.list({ status: "pending" })).find((a) => text.test(a.command.text));
+    if (found) return found;
+    await sleep(50);
+  }
+  throw new Error(`no pending approval matching ${text}`);
+}
+
+t.test(
+  "port-forward in production: each port waits for its own approval, the stream held meanwhile; a denied one closes the tunnel",
+  { skip: fakeKubeletAvailable() ? false : "the fake kubelet is not built (scripts/bootstrap builds it)" },
+  async (t) => {
+    await kubelet?.createPod("prod", "web-0");
+    const alice = await g.tokenFor("alice");
+    const bob = (await g.gw.verifier.verify(await g.tokenFor("bob"))).identity;
+    const pod = await podServer();
+    const other = await podServer();
+    t.teardown(async () => {
+      await pod.close();
+      await other.close();
+    });
+    // The request names no port (as kubectl): in production it is held for an approval of its own.
+    const opening = PortForwardClient.open("spdy", alice, [], "prod");
+    const tunnel = await pendingApproval(/prod\/pods\/web-0\/portforward$/);
+    await g.gw.approvals.approve(tunnel.id, bob, { comment: "the tunnel" });
+    const c = await opening;
+    t.teardown(() => c.close());
+
+    await c.openStreams(1, pod.port, "0");
+    const port = await pendingApproval(new RegExp(`to port ${pod.port}\\)`));
+    t.match(port.command.text, /prod\/pods\/web-0\/portforward/, "the approver sees the pod and the port");
+    await sleep(500);
+    t.equal(pod.connections(), 0, "while the port waits for its approval, the kubelet has not dialled it");
+    t.notOk(
+      c.frames.some((f) => f.type === "syn_reply"),
+      "nor seen the streams",
+    );
+    await g.gw.approvals.approve(port.id, bob, { comment: "that port" });
+    await c.waitFor((f) => f.type === "syn_reply" && f.streamId === 3, "reply to the data stream");
+    c.sendData(3, "approved");
+    await c.waitFor(
+      (f) => f.type === "data" && f.streamId === 3 && f.data.toString().includes("approved"),
+      "the echo",
+    );
+    t.equal(pod.connections(), 1, "once approved, the stream goes on");
+    t.match(await transcriptEntry((e) => e.event === "tunnel.port" && e.port === pod.port), {
+      action: "allow",
+      approval_id: port.id,
+    });
+
+    await c.openStreams(5, other.port, "1");
+    const denied = await pendingApproval(new RegExp(`to port ${other.port}\\)`));
+    await g.gw.approvals.deny(denied.id, bob, { comment: "not that one" });
+    await withTimeout(c.closed, 5000, "the tunnel closing");
+    t.match(
+      await transcriptEntry((e) => e.event === "tunnel.refused_port" && e.port === other.port),
+      { code: "k8s.portforward_port", stream_id: 5, reasons: [{ code: "approval.denied" }] },
+      "the transcript says the approval was denied",
+    );
+    await sleep(300);
+    t.equal(other.connections(), 0, "the denied port was never dialled");
+  },
+);
 
 /** kubectl port-forward to a port of web-0; resolves with its local port once it listens. */
 async function kubectlPortForward(env: NodeJS.ProcessEnv, remotePort: number) {
@@ -752,20 +908,22 @@ async function roundTrip(port: number, text: string): Promise<string> {
 }
 
 t.test(
-  "kubectl port-forward: works straight to the cluster; through pamgate (no ?ports= sent) its streams are refused",
+  "kubectl port-forward through pamgate (it sends no ?ports=): each stream's port is decided — allowed works, 22 is blocked unseen",
   { skip: fakeKubeletAvailable() ? false : "the fake kubelet is not built (scripts/bootstrap builds it)" },
   async (t) => {
     const pod = await podServer();
-    t.teardown(() => pod.close());
+    const witness = await port22Witness();
+    t.teardown(async () => {
+      await pod.close();
+      await witness.close();
+    });
+    const adminEnv = {
+      ...process.env,
+      KUBECONFIG: g.api.adminKubeconfigPath,
+      KUBECACHEDIR: join(g.dir, "kube-cache-admin"),
+    };
     // The baseline: the same kubectl against the apiserver directly forwards to the fake kubelet.
-    const direct = await kubectlPortForward(
-      {
-        ...process.env,
-        KUBECONFIG: g.api.adminKubeconfigPath,
-        KUBECACHEDIR: join(g.dir, "kube-cache-admin"),
-      },
-      pod.port,
-    );
+    const direct = await kubectlPortForward(adminEnv, pod.port);
     t.equal(
       await roundTrip(direct.localPort, "direct"),
       "direct",
@@ -773,29 +931,75 @@ t.test(
     );
     direct.proc.kill("SIGTERM");
     await direct.exited;
+    // And port 22 directly: the witness sees the kubelet dial it (so that it would see a dial through pamgate).
+    const direct22 = await kubectlPortForward(adminEnv, 22);
+    await roundTrip(direct22.localPort, "direct-22");
+    for (let i = 0; i < 50 && witness.dials() === 0; i++) await sleep(100);
+    direct22.proc.kill("SIGTERM");
+    await direct22.exited;
+    t.ok(witness.dials() > 0, "without pamgate the kubelet dials port 22");
     const before = pod.connections();
 
     const alice = await g.tokenFor("alice");
-    for (const [name, extra] of [
+    const transports = [
       ["SPDY", { KUBECTL_PORT_FORWARD_WEBSOCKETS: "false" }],
       ["WebSocket tunnel", { KUBECTL_PORT_FORWARD_WEBSOCKETS: "true" }],
-    ] as const) {
+    ] as const;
+    for (const [name, extra] of transports) {
       const pf = await kubectlPortForward({ ...g.kubectlEnv(alice), ...extra }, pod.port);
-      const got = await roundTrip(pf.localPort, `via-${name}`);
-      t.equal(got, "", `${name}: nothing came back`);
+      t.equal(await roundTrip(pf.localPort, `via-${name}`), `via-${name}`, `${name}: the data came back`);
+      t.equal(
+        await roundTrip(pf.localPort, `again-${name}`),
+        `again-${name}`,
+        `${name}: a second connection too`,
+      );
+      pf.proc.kill("SIGTERM");
+      await pf.exited;
+    }
+    t.equal(pod.connections(), before + 4, "the kubelet dialled the pod's port once per connection");
+    const decided = (await transcript()).filter((e) => e.event === "tunnel.port" && e.port === pod.port);
+    t.match(
+      decided,
+      [{ action: "allow" }, { action: "allow" }],
+      "one decision per tunnel for the port (not one per connection)",
+    );
+    t.equal(decided.length, 2);
+    for (const e of decided)
+      t.match(
+        await decisionRecord(e.decision_id),
+        { action: "allow", input: { command: { verb: "portforward", ports: [pod.port] } } },
+        "the port's decision is in the audit trail",
+      );
+
+    const dials = witness.dials();
+    for (const [name, extra] of transports) {
+      const pf = await kubectlPortForward({ ...g.kubectlEnv(alice), ...extra }, 22);
+      t.equal(await roundTrip(pf.localPort, `via-${name}`), "", `${name}: port 22: nothing came back`);
       await withTimeout(pf.exited, 10_000, "kubectl exiting").catch(() => pf.proc.kill("SIGKILL"));
       t.match(pf.output(), /lost connection to pod|error/i, `${name}: kubectl reports the lost connection`);
     }
     let refused: Array<Record<string, unknown>> = [];
     for (let i = 0; i < 60 && refused.length < 2; i++) {
-      refused = (await transcript()).filter((e) => e.event === "tunnel.refused_port" && e.port === pod.port);
+      refused = (await transcript()).filter(
+        (e) => e.event === "tunnel.refused_port" && e.port === 22 && e.stream_id === 1,
+      );
       if (refused.length < 2) await sleep(100);
     }
+    const blocked = [
+      { code: "k8s.portforward_port_blocked", message: /SSH goes through pamgate's SSH listener/ },
+    ];
     t.match(
-      refused,
-      [{ ports: [] }, { ports: [] }],
-      "the transcript names each refused port, with no ports decided",
+      refused.slice(-2),
+      [{ reasons: blocked }, { reasons: blocked }],
+      "the transcript names the refused port and the policy's reasons",
     );
-    t.equal(pod.connections(), before, "the kubelet never dialled the pod through pamgate");
+    for (const e of refused.slice(-2))
+      t.match(
+        await decisionRecord(e.decision_id),
+        { action: "block", input: { command: { ports: [22] } } },
+        "with the decision on record",
+      );
+    await sleep(500);
+    t.equal(witness.dials(), dials, "the kubelet never dialled port 22 through pamgate");
   },
 );

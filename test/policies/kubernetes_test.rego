@@ -155,6 +155,51 @@ test_machine_exec_message if {
 	v.reasons[0].message == "ci-bot on behalf of alice is a machine identity and may not open an interactive session (exec) into pods/web-0 in namespace staging; use the API instead."
 }
 
+# Port-forward: pamgate decides each port a stream names as the request with ports: [port] (kubectl names none in
+# the request itself, so the request is decided with ports: []).
+portforward(ns, ports) := {"verb": "portforward", "name": "web-0", "subresource": "portforward", "namespace": ns, "ports": ports}
+
+test_portforward_in_staging_allowed_for_humans if {
+	every ports in [[], [8080], [5432]] {
+		v := verdict(t.k8s(t.alice, "", portforward("staging", ports)))
+		v.reasons == [{"code": "k8s.exec_allowed", "message": "portforward into pods/web-0 in namespace staging is allowed."}]
+	}
+}
+
+test_portforward_in_production_needs_approval_per_port if {
+	every ports in [[], [8080]] {
+		v := verdict(t.k8s(t.alice, "", portforward("prod", ports)))
+		v.action == "approve"
+		t.codes(v) == {"k8s.prod_exec_needs_approval"}
+	}
+}
+
+test_portforward_port_22_never if {
+	every ns in ["staging", "prod"] {
+		every ports in [[22], [8080, 22]] {
+			v := verdict(t.k8s(t.alice, "", portforward(ns, ports)))
+			v.action == "block"
+			t.codes(v) == {"k8s.portforward_port_blocked"}
+		}
+	}
+	v := verdict(t.k8s(t.alice, "", portforward("staging", [22])))
+	v.reasons == [{
+		"code": "k8s.portforward_port_blocked",
+		"message": "port-forward to port 22 of pods/web-0 in namespace staging is not allowed: SSH goes through pamgate's SSH listener, where each command is decided and recorded.",
+	}]
+}
+
+test_portforward_port_22_blocked_for_machines_too if {
+	v := verdict(t.k8s(t.delegated, "", portforward("staging", [22])))
+	t.codes(v) == {"k8s.machine_exec", "k8s.portforward_port_blocked"}
+}
+
+test_portforward_port_rule_only_for_portforward if {
+	v := verdict(t.k8s(t.alice, "", {"verb": "exec", "name": "web-0", "subresource": "exec", "ports": [22], "commands": [{"program": "sh", "args": []}]}))
+	v.action == "allow"
+	not verdict(t.k8s(t.alice, "", portforward("staging", ["22"]))).action == "block"
+}
+
 # --- writes by machines -----------------------------------------------------------------------------------------
 
 test_machine_write_in_staging_allowed if {

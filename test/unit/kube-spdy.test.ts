@@ -4,20 +4,23 @@
 // every frame type, a connection cut at every byte (and one byte per chunk), the remotecommand streams (stdin,
 // stdout, stderr, error, resize — resize lines split across frames), and malformed input — a bad version, an
 // oversized length, a garbage header block, a block out of order, too many streams — ending in one parse error,
-// never a throw. Port-forward: each client SYN_STREAM's `port` checked against the decided ports (none, several,
-// not a number, not decided: refused), and the gate in front of the cluster (portforward.ts) — it writes a frame
-// only once it was checked, never any byte of a refused SYN_STREAM even while its header block is still being
-// inflated, pauses the client meanwhile, and reads the same SPDY inside WebSocket frames (kubectl's tunnel).
+// never a throw. Port-forward: each client SYN_STREAM's `port` read as the kubelet reads it (none, several, not a
+// number: refused) and put to `allowPort` once per port — an answer that takes its time (a policy decision, an
+// approval) holds that frame and everything after it, in order — and the gate in front of the cluster
+// (portforward.ts): it writes a frame only once it was checked, never any byte of a refused SYN_STREAM even while
+// its header block is still being inflated or its port decided, pauses the client meanwhile, and reads the same
+// SPDY inside WebSocket frames (kubectl's tunnel).
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
 import { constants, createDeflate, type Deflate } from "node:zlib";
 import t from "tap";
 import { ClientWebSocketFrames, PortForwardGate } from "../../src/proxy/kubernetes/portforward.js";
 import {
+  type AllowPort,
   MAX_HEADER_BLOCK_BYTES,
   MAX_STREAMS,
+  type PortAnswer,
   type PortForwardRefusal,
-  portRefusal,
   type RemoteCommandStream,
   SPDY_DICTIONARY,
   type SpdyFrame,
@@ -25,6 +28,7 @@ import {
   SpdyPortForward,
   SpdyReader,
   SpdyRemoteCommand,
+  streamPort,
 } from "../../src/proxy/kubernetes/spdy.js";
 
 const FIN = 0x01;
@@ -133,7 +137,12 @@ interface Read {
 /** One direction through a reader, in the given chunks. */
 async function read(chunks: Buffer[]): Promise<Read> {
   const out: Read = { frames: [], errors: [] };
-  const reader = new SpdyReader({ onFrame: (f) => out.frames.push(f), onError: (e) => out.errors.push(e) });
+  const reader = new SpdyReader({
+    onFrame: (f) => {
+      out.frames.push(f);
+    },
+    onError: (e) => out.errors.push(e),
+  });
   for (const c of chunks) reader.write(c);
   await reader.drained();
   reader.end();
@@ -501,31 +510,53 @@ async function forwardStreams(
   return Buffer.concat(await forwardSyns(z, firstId, port, requestId));
 }
 
-t.test(
-  "port-forward: a stream's port header, as the kubelet reads it, against the decided ports",
-  async (t) => {
-    t.equal(portRefusal(["8080"], [80, 8080]), null);
-    t.equal(portRefusal(["00080"], [80]), null, "leading zeros, as strconv.ParseUint reads them");
-    const cases: Array<[string[] | undefined, number[], unknown, RegExp]> = [
-      [undefined, [80], null, /names no port/],
-      [[], [80], null, /names no port/],
-      [["22"], [80, 8080], 22, /port 22, not among the ports decided \(80, 8080\)/],
-      [["80"], [], 80, /none: the request named no ports=/],
-      [["0"], [0], "0", /"0", not a port/],
-      [["65536"], [65536], "65536", /not a port/],
-      [["8o"], [80], "8o", /not a port/],
-      [["+80"], [80], "+80", /not a port/],
-      [["000080"], [80], "000080", /not a port/],
-      [[""], [80], "", /not a port/],
-      [["80", "22"], [80, 22], "80,22", /several ports/],
-    ];
-    for (const [values, allowed, port, why] of cases) {
-      const r = portRefusal(values, allowed);
-      t.equal(r?.port, port, `${JSON.stringify(values)}: the port as sent`);
-      t.match(r?.message, why, JSON.stringify(values));
-    }
-  },
-);
+t.test("port-forward: a stream's port header, as the kubelet reads it", async (t) => {
+  t.equal(streamPort(["8080"]), 8080);
+  t.equal(streamPort(["00080"]), 80, "leading zeros, as strconv.ParseUint reads them");
+  t.equal(streamPort(["65535"]), 65535);
+  const cases: Array<[string[] | undefined, unknown, RegExp]> = [
+    [undefined, null, /names no port/],
+    [[], null, /names no port/],
+    [["0"], "0", /"0", not a port/],
+    [["65536"], "65536", /not a port/],
+    [["8o"], "8o", /not a port/],
+    [["+80"], "+80", /not a port/],
+    [["000080"], "000080", /not a port/],
+    [[""], "", /not a port/],
+    [["80", "22"], "80,22", /several ports/],
+  ];
+  for (const [values, port, why] of cases) {
+    const r = streamPort(values);
+    t.equal(typeof r === "number" ? r : r.port, port, `${JSON.stringify(values)}: the port as sent`);
+    t.match(typeof r === "number" ? "" : r.message, why, JSON.stringify(values));
+  }
+});
+
+/** An AllowPort for a fixed list of ports, answering at once; `asked` collects every port it was asked about. */
+function allowList(ports: number[], asked: number[] = []): AllowPort {
+  return (port) => {
+    asked.push(port);
+    return ports.includes(port) || { message: `port ${port} is not among ${ports.join(", ") || "none"}` };
+  };
+}
+
+/** An AllowPort whose answers the test gives, one pending promise per question. */
+function allowLater() {
+  const pending: Array<{ port: number; answer: (a: PortAnswer) => void; fail: (e: Error) => void }> = [];
+  const allowPort: AllowPort = (port) =>
+    new Promise<PortAnswer>((resolve, reject) => pending.push({ port, answer: resolve, fail: reject }));
+  return {
+    allowPort,
+    pending,
+    /** Until `n` questions were asked (every header block before them inflated). */
+    asked: async (n: number) => {
+      for (let i = 0; i < 400 && pending.length < n; i++) await new Promise((r) => setTimeout(r, 5));
+      return pending.map((p) => p.port);
+    },
+  };
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 20));
 
 interface ForwardRead {
   checked: number[];
@@ -533,9 +564,9 @@ interface ForwardRead {
   errors: SpdyParseError[];
 }
 
-async function forward(ports: number[], chunks: Buffer[]): Promise<ForwardRead> {
+async function forward(allow: number[] | AllowPort, chunks: Buffer[]): Promise<ForwardRead> {
   const out: ForwardRead = { checked: [], refused: [], errors: [] };
-  const pf = new SpdyPortForward(ports, {
+  const pf = new SpdyPortForward(Array.isArray(allow) ? allowList(allow) : allow, {
     checked: (o) => out.checked.push(o),
     refused: (r) => out.refused.push(r),
     error: (e) => out.errors.push(e),
@@ -576,35 +607,89 @@ t.test("port-forward: every frame checked, at its end offset; cut anywhere", asy
   t.equal(bad, 0, `cut in two at each of ${conn.length - 1} places`);
 });
 
-t.test("port-forward: a stream to a port not decided is refused; nothing is checked after it", async (t) => {
+t.test("port-forward: a stream to a port not allowed is refused; nothing is checked after it", async (t) => {
   const z = new Compressor();
   const allowed = await forwardStreams(z, 1, "8080", "0");
   const forbidden = await forwardStreams(z, 5, "22", "1");
   z.close();
-  const r = await forward([8080], [allowed, data(3, "x"), forbidden, data(7, "after")]);
+  const asked: number[] = [];
+  const r = await forward(allowList([8080], asked), [allowed, data(3, "x"), forbidden, data(7, "after")]);
   t.same(r.errors, []);
-  t.same(r.refused, [
-    {
-      streamId: 5,
-      port: 22,
-      message: "a stream names port 22, not among the ports decided (8080)",
-    },
-  ]);
+  t.same(r.refused, [{ streamId: 5, port: 22, message: "port 22 is not among 8080" }]);
   t.equal(r.checked.at(-1), allowed.length + data(3, "x").length, "checked up to the refused SYN_STREAM");
+  t.same(asked, [8080, 22], "each port asked once: the second stream to 8080 was not asked about");
 
   const zn = new Compressor();
   const none = await synStream(zn, 1, [["streamtype", "data"]]);
   zn.close();
-  const r2 = await forward([8080], [none]);
+  const askedNone: number[] = [];
+  const r2 = await forward(allowList([8080], askedNone), [none]);
   t.match(r2.refused, [{ streamId: 1, port: null, message: /no port/ }]);
   t.same(r2.checked, []);
+  t.same(askedNone, [], "a stream naming no port is refused without asking");
 
   const zs = new Compressor();
-  const nothingDecided = await forwardStreams(zs, 1, "8080", "0");
+  const nothingAllowed = await forwardStreams(zs, 1, "8080", "0");
   zs.close();
-  const r3 = await forward([], [nothingDecided]);
-  t.match(r3.refused, [{ port: 8080, message: /none: the request named no ports=/ }]);
+  const detail = { decision_id: "d-1", reasons: [{ code: "x.y", message: "no" }] };
+  const r3 = await forward(() => ({ message: "blocked", detail }), [nothingAllowed]);
+  t.same(
+    r3.refused,
+    [{ streamId: 1, port: 8080, message: "blocked", detail }],
+    "the answer's detail goes on",
+  );
+
+  const zt = new Compressor();
+  const thrown = await forwardStreams(zt, 1, "8080", "0");
+  zt.close();
+  const r4 = await forward(() => Promise.reject(new Error("the audit trail is down")), [thrown]);
+  t.match(r4.refused, [{ port: 8080, message: /port 8080 could not be decided: the audit trail is down/ }]);
+  t.same(r4.errors, []);
+  const r5 = await forward(() => {
+    throw new Error("boom");
+  }, [thrown]);
+  t.match(r5.refused, [{ port: 8080, message: /could not be decided: boom/ }], "a throw refuses too");
 });
+
+t.test(
+  "port-forward: a port decided asynchronously holds its frame and every later one, in order",
+  async (t) => {
+    const z = new Compressor();
+    const first = await forwardStreams(z, 1, "8080", "0");
+    const second = await forwardStreams(z, 5, "9090", "1");
+    z.close();
+    const later = allowLater();
+    const out: ForwardRead = { checked: [], refused: [], errors: [] };
+    const pf = new SpdyPortForward(later.allowPort, {
+      checked: (o) => out.checked.push(o),
+      refused: (r) => out.refused.push(r),
+      error: (e) => out.errors.push(e),
+    });
+    pf.fromClient(Buffer.concat([first, data(3, "a"), second, data(3, "b"), ping(1)]));
+    t.same(await later.asked(1), [8080]);
+    await tick();
+    t.same(out.checked, [], "nothing checked while the first port is being decided");
+    t.notOk(pf.idle);
+    later.pending[0]?.answer(true);
+    t.same(await later.asked(2), [8080, 9090], "the second stream to 8080 is not asked about; 9090 is");
+    await tick();
+    const upTo9090 = first.length + data(3, "a").length;
+    t.equal(
+      out.checked.at(-1),
+      upTo9090,
+      "checked up to the SYN_STREAM being decided, not the data after it",
+    );
+    later.pending[1]?.answer(true);
+    await pf.drained();
+    t.equal(
+      out.checked.at(-1),
+      upTo9090 + second.length + data(3, "b").length + ping(1).length,
+      "then the rest",
+    );
+    t.same(out.refused, []);
+    pf.end();
+  },
+);
 
 t.test("port-forward: bytes that are not SPDY/3 are one parse error", async (t) => {
   const r = await forward([80], [control(6, 0, u32(1), 2)]);
@@ -614,7 +699,7 @@ t.test("port-forward: bytes that are not SPDY/3 are one parse error", async (t) 
 });
 
 /** A gate between a fake client and a fake cluster: what reached the cluster, and what the client was told. */
-function gate(ports: number[], websocket = false) {
+function gate(allow: number[] | AllowPort, websocket = false) {
   const sent: Buffer[] = [];
   const log: string[] = [];
   const refused: PortForwardRefusal[] = [];
@@ -630,7 +715,7 @@ function gate(ports: number[], websocket = false) {
     },
   });
   const g = new PortForwardGate({
-    ports,
+    allowPort: Array.isArray(allow) ? allowList(allow) : allow,
     websocket,
     from: {
       pause: () => {
@@ -731,6 +816,97 @@ t.test(
     t.same(b.sent(), Buffer.concat([first, data(3, "early"), second, data(3, "late")]));
   },
 );
+
+t.test(
+  "gate: while a port is being decided, no byte of its SYN_STREAM or after it reaches the cluster",
+  async (t) => {
+    const z = new Compressor();
+    const allowed = await forwardStreams(z, 1, "8080", "0");
+    const pending = await forwardStreams(z, 5, "9090", "1");
+    const third = await forwardStreams(z, 9, "9090", "2");
+    z.close();
+    const later = allowLater();
+    // 8080 was decided with the request; 9090 is asked about.
+    const a = gate((port) => port === 8080 || later.allowPort(port));
+    const before = Buffer.concat([allowed, data(3, "to 8080")]);
+    const after = Buffer.concat([data(3, "more to 8080"), data(7, "to 9090"), third, data(11, "x"), ping(1)]);
+    a.g.write(Buffer.concat([before, pending]));
+    t.same(await later.asked(1), [9090]);
+    a.g.write(after);
+    // One byte at a time too: each is held.
+    for (const b of bytes(data(3, "trickle"))) a.g.write(b);
+    await tick();
+    t.same(
+      a.sent(),
+      before,
+      "only what came before the SYN_STREAM being decided, not even data of an allowed stream",
+    );
+    t.same(a.log, ["pause"], "the client waits for the decision");
+    a.g.end();
+    t.notOk(a.log.includes("end"), "the client's end waits for it too");
+    later.pending[0]?.answer(true);
+    await a.settle();
+    t.same(
+      a.sent(),
+      Buffer.concat([before, pending, after, data(3, "trickle")]),
+      "once allowed, everything, in the order sent",
+    );
+    t.same(later.pending.length, 1, "the third stream, to the same port, was not decided again");
+    t.ok(a.log.includes("end"), "then the client's end");
+    t.equal(a.log.filter((x) => x === "resume").length, 1, "and the client is resumed");
+    t.same(a.refused, []);
+  },
+);
+
+t.test(
+  "gate: a port refused after an asynchronous wait: nothing of it or after it is ever written",
+  async (t) => {
+    for (const websocket of [false, true]) {
+      const z = new Compressor();
+      const allowed = await forwardStreams(z, 1, "8080", "0");
+      const refused = await forwardStreams(z, 5, "22", "1");
+      z.close();
+      const later = allowLater();
+      const a = gate((port) => port === 8080 || later.allowPort(port), websocket);
+      const wrap = (b: Buffer) => (websocket ? wsFrame(2, b) : b);
+      const first = wrap(Buffer.concat([allowed, data(3, "to 8080")]));
+      a.g.write(first);
+      await a.settle();
+      t.same(a.sent(), first, `${websocket ? "WebSocket" : "SPDY"}: the allowed stream went`);
+      const rest = Buffer.concat([refused, data(7, "to 22"), data(3, "to 8080 after")]);
+      a.g.write(wrap(rest));
+      t.same(await later.asked(1), [22]);
+      await tick();
+      // Over WebSocket the message's frame header (length, mask) may go: it carries no SPDY.
+      const header = wrap(rest).length - rest.length;
+      t.same(a.sent().length, first.length + header, "nothing of the SYN_STREAM while it is decided");
+      const detail = { decision_id: "port-decision", reasons: [{ code: "k8s.x", message: "blocked" }] };
+      later.pending[0]?.answer({ message: "the policy blocks port 22", detail });
+      await tick();
+      t.same(a.refused, [{ streamId: 5, port: 22, message: "the policy blocks port 22", detail }]);
+      a.g.write(wrap(data(3, "later still")));
+      a.g.end();
+      await tick();
+      t.same(a.sent().length, first.length + header, "nothing further, even once the client ends");
+      t.notOk(a.log.includes("end"), "the tunnel is the caller's to close");
+    }
+  },
+);
+
+t.test("gate: a decision answered after the tunnel closed writes nothing", async (t) => {
+  const z = new Compressor();
+  const streams = await forwardStreams(z, 1, "9090", "0");
+  z.close();
+  const later = allowLater();
+  const a = gate(later.allowPort);
+  a.g.write(streams);
+  await later.asked(1);
+  a.g.close();
+  later.pending[0]?.answer(true);
+  await tick();
+  t.same(a.sent(), Buffer.alloc(0));
+  t.same(a.refused, []);
+});
 
 t.test(
   "gate: a frame the client never finished is not sent; the cluster's socket's backpressure pauses",

@@ -1,12 +1,14 @@
-// Port-forward streams checked against the decided ports, before the cluster sees them.
+// Port-forward streams checked, each one's port allowed, before the cluster sees them.
 //
 // Over SPDY the kubelet forwards each stream to the port its SYN_STREAM names (spdy.ts), not to the ports the
 // request was decided on (?ports=, which only the WebSocket protocols read). Checking copies of bytes that are
-// relayed in parallel would not stop anything: header blocks are inflated asynchronously, so a SYN_STREAM for a
-// port nobody decided could reach the kubelet before its check fails. So the client's bytes of such a tunnel are
-// held here and written to the cluster only once every frame before them has been read and allowed; a stream that
-// names another port (or none) ends the tunnel, and its frame never leaves pamgate. Data frames are not waited on
-// beyond being read: data reaches only streams the kubelet accepted, and those were all checked.
+// relayed in parallel would not stop anything: header blocks are inflated, and ports decided, asynchronously, so
+// a SYN_STREAM for a port nobody allowed could reach the kubelet before its check fails. So the client's bytes of
+// such a tunnel are held here and written to the cluster only once every frame before them has been read and
+// allowed — a port the caller (`allowPort`) takes its time over, a policy decision held for an approval, holds
+// the stream and everything after it; a stream whose port is refused (or that names none) ends the tunnel, and its
+// frame never leaves pamgate. Data frames are not waited on beyond being read: data reaches only streams the
+// kubelet accepted, and those were all checked.
 //
 // Two framings carry such SPDY: the SPDY/3.1 upgrade itself (kubectl with KUBECTL_PORT_FORWARD_WEBSOCKETS=false,
 // and before 1.31), and WebSocket binary messages when the client offers a `SPDY/3.1+portforward.k8s.io` protocol —
@@ -14,14 +16,14 @@
 // to the kubelet. For the latter the client's WebSocket frames are split (ClientWebSocketFrames) into their
 // headers and their unmasked payloads, the SPDY; the bytes relayed are the frames as sent.
 //
-// Bounded: while a header block is being inflated the client socket is paused; otherwise what is held is the frame
-// in progress (the reader's bounds: a control frame's size, a data frame's 16 MiB).
+// Bounded: while a header block is being inflated or a port decided the client socket is paused; otherwise what
+// is held is the frame in progress (the reader's bounds: a control frame's size, a data frame's 16 MiB).
 import type { Socket } from "node:net";
-import { type PortForwardRefusal, SpdyPortForward } from "./spdy.js";
+import { type AllowPort, type PortForwardRefusal, SpdyPortForward } from "./spdy.js";
 
 export interface PortForwardGateOptions {
-  /** The decided ports (info.ports, from ?ports=). */
-  ports: readonly number[];
+  /** Whether a stream may go to a port (asked once per port; the stream waits for the answer). */
+  allowPort: AllowPort;
   /** The SPDY comes inside the client's WebSocket frames (the SPDY/3.1+ tunnel protocol). */
   websocket: boolean;
   /** The client: paused while a check is pending or the cluster is not draining. */
@@ -50,7 +52,7 @@ export class PortForwardGate {
   private fed = 0;
   /** SPDY bytes read and allowed. */
   private checked = 0;
-  /** A header block is being inflated: the client waits. */
+  /** A header block is being inflated, or a port decided: the client waits. */
   private checking = false;
   /** The cluster's socket is not draining: the client waits. */
   private blocked = false;
@@ -60,7 +62,7 @@ export class PortForwardGate {
 
   constructor(private readonly opts: PortForwardGateOptions) {
     this.frames = opts.websocket ? new ClientWebSocketFrames() : null;
-    this.spdy = new SpdyPortForward(opts.ports, {
+    this.spdy = new SpdyPortForward(opts.allowPort, {
       checked: (offset) => {
         this.checked = offset;
         this.release();

@@ -18,7 +18,7 @@ export const KUBERNETES_REASONS = {
     "the response to a masked request is not JSON, so it cannot be masked and is cut",
   "k8s.upstream_error": "the cluster's API server could not be reached or failed mid-response",
   "k8s.portforward_port":
-    "a port-forward stream (SPDY) named a port not decided (?ports=), or none: the tunnel was closed before it went on",
+    "a port-forward stream (SPDY) named a port that was refused (each port is decided when a stream first names it: blocked, or its approval denied), or none: the tunnel was closed before the stream went on",
 } as const satisfies Record<string, string>;
 
 export type KubernetesReasonCode = keyof typeof KUBERNETES_REASONS;

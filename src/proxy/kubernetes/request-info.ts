@@ -33,8 +33,8 @@
 // too (command, container, stdin/stdout/stderr/tty; ports), as the apiserver decodes them. The proxy
 // subresources (pods, services, nodes) keep the method's verb: through a proxy the method is what the target
 // sees, so policy needs it — and any verb on nodes/proxy reaches the kubelet's API, exec included. Over SPDY,
-// port-forward names its ports in stream headers, not only in ?ports=: the adapter holds those to ?ports=
-// (portforward.ts).
+// port-forward names its ports in stream headers, not only in ?ports=: the adapter decides each port a stream
+// names that ?ports= did not, with `ports` set to it (tunnel.ts, portforward.ts).
 
 export interface RequestInfo {
   /** A request for an API resource (under /api/{version}/… or /apis/{group}/{version}/…), not discovery etc. */

@@ -6,7 +6,8 @@
 //   route → request attributes (request-info.ts, as Kubernetes computes them) → Impersonate-* from the client
 //   refused → session (one per connection and token) → body read and checked for writes → pipeline.decide →
 //   block: a Status object; allow / mask: forwarded with the gateway's credentials, impersonating the requester
-//   (forward.ts); exec / attach / port-forward upgrades are tunnels (tunnel.ts).
+//   (forward.ts); exec / attach / port-forward upgrades are tunnels (tunnel.ts). A port-forward's streams may name
+//   ports ?ports= did not: each such port is one more decision, made when the first stream names it (decidePort).
 import { createHash, randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
@@ -66,6 +67,12 @@ export interface Decided {
   body: Buffer | null;
   /** Impersonate-* headers for the cluster: the requester, their groups, the delegation chain, the decision. */
   impersonation: Record<string, string | string[]>;
+  /**
+   * pods/portforward: decides one more port of the tunnel — a port a stream names that ?ports= did not — as this
+   * request with `ports: [port]`, through the same pipeline and session (recorded, held while an approval is
+   * pending; `signal` gives up the wait).
+   */
+  decidePort?: (port: number, signal: AbortSignal) => Promise<Outcome>;
 }
 
 export class KubernetesListener implements AdapterListener {
@@ -257,7 +264,39 @@ export class KubernetesListener implements AdapterListener {
       outcome,
       body,
       impersonation: this.impersonation(session, outcome),
+      ...(info.subresource === "portforward" ? { decidePort: this.portDecider(session, request) } : {}),
     };
+  }
+
+  /**
+   * A port-forward's decisions of the ports its streams name: the request's command with `ports: [port]`, its
+   * text naming the port, its fingerprint the request's and the port (an approval covers that port, as widely as
+   * the request's own would: the kubectl invocation, or the exact request).
+   */
+  private portDecider(
+    session: OpenSession,
+    request: CommandRequest,
+  ): (port: number, signal: AbortSignal) => Promise<Outcome> {
+    // Not the request's memo key (if it ever has one): the command differs.
+    const { memoKey: _memoKey, ...base } = request;
+    return (port, signal) =>
+      this.options.pipeline.decide(
+        session.ctx,
+        {
+          ...base,
+          command: { ...request.command, ports: [port] },
+          text: `${request.text}\n(a stream of this port-forward, to port ${port})`,
+          fingerprint: sha256(`${request.fingerprint}\0port\0${port}`),
+        },
+        {
+          signal,
+          onHold: (id, verdict) =>
+            this.log.info(
+              { approval: id, port },
+              `kubernetes port-forward stream held for approval: ${verdict.reasons.map((r) => r.message).join("; ")}`,
+            ),
+        },
+      );
   }
 
   /** The cluster a path names, and the path the cluster should see. */

@@ -23,9 +23,10 @@
 // Kubernetes' port-forward protocol over SPDY (client-go's portforward, the kubelet's streaming server): per
 // forwarded connection the CLIENT opens two streams, `streamtype: error` and `streamtype: data`, each with a `port`
 // header (and a shared `requestid`), and the kubelet dials the port that header names — not the ports of the
-// request's ?ports=, which only the WebSocket protocols read. SpdyPortForward checks every SYN_STREAM of the client
-// against the ports the request was decided on, and says how far the client's bytes have been checked, so that
-// the tunnel can hold back what has not (portforward.ts).
+// request's ?ports=, which only the WebSocket protocols read. SpdyPortForward asks, for every SYN_STREAM of the
+// client, whether its port may be forwarded (the caller answers, in its own time: tunnel.ts asks the policy), and
+// says how far the client's bytes have been checked, so that the tunnel can hold back what has not
+// (portforward.ts).
 //
 // Anything that is not SPDY/3 as the Go implementation (moby/spdystream, on both ends of kubectl exec) writes it is
 // a parse error, reported once through onError (never thrown from an event handler); the caller stops the tunnel.
@@ -169,8 +170,11 @@ export class FrameQueue {
 }
 
 export interface SpdyReaderOptions {
-  /** `end`: the offset just after the frame in this direction's bytes (counted from the first written). */
-  onFrame(frame: SpdyFrame, end: number): void;
+  /**
+   * `end`: the offset just after the frame in this direction's bytes (counted from the first written). A promise
+   * returned holds back every later frame (of both directions, with a shared queue) until it settles.
+   */
+  onFrame(frame: SpdyFrame, end: number): void | Promise<void>;
   /** Called once, with the first problem; the reader then ignores everything. */
   onError(err: SpdyParseError): void;
   /** Shared with the other direction's reader, so that frames of both are handed on in the order they came. */
@@ -301,17 +305,18 @@ export class SpdyReader {
       if (this.failed) return;
       try {
         const headers = parseHeaderBlock(await this.inflate(block));
-        this.emit(frame(headers), end);
+        await this.emit(frame(headers), end);
       } catch (err) {
         this.fail(err);
       }
     }, block.length);
   }
 
-  private emit(frame: SpdyFrame, end: number): void {
+  private emit(frame: SpdyFrame, end: number): void | Promise<void> {
     if (this.failed) return;
     try {
-      this.opts.onFrame(frame, end);
+      const pending = this.opts.onFrame(frame, end);
+      if (pending instanceof Promise) return pending.catch((err: unknown) => this.fail(err));
     } catch (err) {
       this.fail(err);
     }
@@ -604,29 +609,42 @@ export interface PortForwardRefusal {
   streamId: number;
   port: number | string | null;
   message: string;
+  /** What the answer that refused it carried (AllowPort), for the caller's record. */
+  detail?: Record<string, unknown>;
 }
+
+/** Whether a stream may go to a port: yes, or why not (`detail`: anything the refusal should carry on). */
+export type PortAnswer = true | { message: string; detail?: Record<string, unknown> };
+
+/**
+ * Asked once per distinct port a stream names (a port allowed is not asked again on the same connection); it may
+ * take its time — the stream's SYN_STREAM, and every frame after it, wait for the answer. A rejection refuses.
+ */
+export type AllowPort = (port: number) => PortAnswer | Promise<PortAnswer>;
 
 export interface PortForwardEvents {
   /** Every client byte before `offset` (counted from the first given) is part of a frame read and allowed. */
   checked(offset: number): void;
-  /** A stream names a port that was not decided, or none, or not a port (once); nothing is read after it. */
+  /** A stream names a port that was not allowed, or none, or not a port (once); nothing is read after it. */
   refused(refusal: PortForwardRefusal): void;
   /** The client's bytes are not SPDY/3 (once); nothing is read after it. */
   error(err: SpdyParseError): void;
 }
 
 /**
- * The client's side of a port-forward SPDY connection, each SYN_STREAM's `port` checked against the decided ports.
- * Only SYN_STREAM matters: the kubelet (spdystream) reads a stream's port from the headers it was opened with;
- * HEADERS frames do not change them, and data goes only to streams it accepted. The cluster's side is not read:
- * the kubelet opens no streams.
+ * The client's side of a port-forward SPDY connection, each SYN_STREAM's `port` put to `allowPort`. Only
+ * SYN_STREAM matters: the kubelet (spdystream) reads a stream's port from the headers it was opened with; HEADERS
+ * frames do not change them, and data goes only to streams it accepted. The cluster's side is not read: the
+ * kubelet opens no streams. Frames are checked in order: while a port is being decided nothing later is checked.
  */
 export class SpdyPortForward {
   private readonly reader: SpdyReader;
+  /** Ports allowed on this connection: not asked again. */
+  private readonly allowed = new Set<number>();
   private stopped = false;
 
   constructor(
-    private readonly ports: readonly number[],
+    private readonly allowPort: AllowPort,
     private readonly events: PortForwardEvents,
   ) {
     this.reader = new SpdyReader({
@@ -639,7 +657,7 @@ export class SpdyPortForward {
     });
   }
 
-  /** No frame read is waiting for its header block to be inflated (and checked). */
+  /** No frame read is waiting to be checked (its header block inflated, its port decided). */
   get idle(): boolean {
     return this.reader.idle;
   }
@@ -657,31 +675,55 @@ export class SpdyPortForward {
     this.reader.end();
   }
 
-  private frame(f: SpdyFrame, end: number): void {
+  private frame(f: SpdyFrame, end: number): void | Promise<void> {
     if (this.stopped) return;
-    if (f.type === "syn_stream") {
-      const refusal = portRefusal(f.headers.get("port"), this.ports);
-      if (refusal) {
-        this.stopped = true;
-        // The reader stops too (its buffers and compression context go); its error is not reported.
-        this.reader.fail(new SpdyParseError("refused"));
-        this.events.refused({ streamId: f.streamId, ...refusal });
-        return;
-      }
+    if (f.type !== "syn_stream") {
+      this.events.checked(end);
+      return;
     }
-    this.events.checked(end);
+    const streamId = f.streamId;
+    const port = streamPort(f.headers.get("port"));
+    if (typeof port !== "number") {
+      this.refuse(streamId, port.port, { message: port.message });
+      return;
+    }
+    const settle = (a: PortAnswer) => {
+      if (this.stopped) return;
+      if (a !== true) return this.refuse(streamId, port, a);
+      this.allowed.add(port);
+      this.events.checked(end);
+    };
+    if (this.allowed.has(port)) return settle(true);
+    let answer: PortAnswer | Promise<PortAnswer>;
+    try {
+      answer = this.allowPort(port);
+    } catch (err) {
+      answer = Promise.reject(err);
+    }
+    if (!(answer instanceof Promise)) return settle(answer);
+    return answer.then(settle, (err: unknown) =>
+      settle({
+        message: `port ${port} could not be decided: ${err instanceof Error ? err.message : String(err)}`,
+      }),
+    );
+  }
+
+  private refuse(streamId: number, port: number | string | null, why: Exclude<PortAnswer, true>): void {
+    this.stopped = true;
+    // The reader stops too (its buffers and compression context go); its error is not reported.
+    this.reader.fail(new SpdyParseError("refused"));
+    this.events.refused({ streamId, port, ...why });
   }
 }
 
 /**
- * Why a stream's `port` header may not be forwarded, or null if it may. The kubelet requires one, reads the first
- * value with strconv.ParseUint(…, 10, 16) and refuses 0; this is stricter where Go would be lenient (several
+ * A stream's `port` header as the kubelet reads it — or why it is not one. The kubelet requires one, reads the
+ * first value with strconv.ParseUint(…, 10, 16) and refuses 0; this is stricter where Go would be lenient (several
  * values, leading zeros beyond five digits): refusing such a stream closes a tunnel no real client opens.
  */
-export function portRefusal(
+export function streamPort(
   values: string[] | undefined,
-  allowed: readonly number[],
-): { port: number | string | null; message: string } | null {
+): number | { port: number | string | null; message: string } {
   if (!values || values.length === 0) return { port: null, message: "a stream names no port" };
   if (values.length > 1)
     return { port: values.join(","), message: `a stream names several ports (${values.join(", ")})` };
@@ -689,9 +731,5 @@ export function portRefusal(
   const n = Number(v);
   if (!/^[0-9]{1,5}$/.test(v) || n < 1 || n > 65535)
     return { port: v, message: `a stream names ${JSON.stringify(v)}, not a port` };
-  if (!allowed.includes(n)) {
-    const decided = allowed.length > 0 ? allowed.join(", ") : "none: the request named no ports=";
-    return { port: n, message: `a stream names port ${n}, not among the ports decided (${decided})` };
-  }
-  return null;
+  return n;
 }

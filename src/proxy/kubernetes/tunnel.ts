@@ -17,8 +17,11 @@
 // - Port-forward streams are counted per direction, not recorded (they are TCP payloads, not a terminal). Over
 //   SPDY — the SPDY/3.1 upgrade, or SPDY tunnelled in WebSocket messages (`SPDY/3.1+portforward.k8s.io`, kubectl's
 //   default) — each stream names the port the kubelet forwards it to, whatever ?ports= said: the client's bytes
-//   then go through portforward.ts, which writes each frame to the cluster only once its stream's port was found
-//   among the decided ones. A stream to another port (or none) closes the tunnel before the cluster sees it
+//   then go through portforward.ts, which writes each frame to the cluster only once its stream's port is allowed.
+//   The ports of ?ports= were decided with the request; any other is decided when a stream first names it — the
+//   request's command with `ports: [port]`, through the pipeline like every decision (server.ts decidePort;
+//   `tunnel.port` in the transcript), the stream and everything after it waiting meanwhile (an approval too). A
+//   port the policy blocks, or a stream naming none, closes the tunnel before the cluster sees the stream
 //   (`tunnel.refused_port`). Other WebSocket port-forwards forward the ports of the URL, which was decided.
 import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
 import { request } from "node:https";
@@ -32,7 +35,12 @@ import { upstreamHeaders } from "./forward.js";
 import { PortForwardGate } from "./portforward.js";
 import { kubeReason } from "./reasons.js";
 import type { Decided } from "./server.js";
-import { type PortForwardRefusal, type RemoteCommandStream, SpdyRemoteCommand } from "./spdy.js";
+import {
+  type AllowPort,
+  type PortForwardRefusal,
+  type RemoteCommandStream,
+  SpdyRemoteCommand,
+} from "./spdy.js";
 import { statusResponseText } from "./status.js";
 
 /** ws's frame parser (a Writable that emits "message"); not in @types/ws, so typed here by what is used. */
@@ -116,6 +124,8 @@ export async function openTunnel(
       const protocol = String(
         res.headers["sec-websocket-protocol"] ?? res.headers["x-stream-protocol-version"] ?? "",
       );
+      // A port being decided when the tunnel ends is given up (an approval wait too).
+      const ended = new AbortController();
       const close = () => {
         client.destroy();
         upstream.destroy();
@@ -126,7 +136,7 @@ export async function openTunnel(
       const gate =
         framing &&
         new PortForwardGate({
-          ports: d.info.ports ?? [],
+          allowPort: portPolicy(d, ended.signal),
           websocket: framing === "websocket",
           from: client,
           to: upstream,
@@ -165,6 +175,7 @@ export async function openTunnel(
       relay(upstream, client, (b) => rec.fromCluster(b));
       let closed = 0;
       const done = () => {
+        ended.abort();
         if (++closed < 2) return;
         if (gate) gate.close();
         rec.close();
@@ -203,18 +214,52 @@ function spdyPortForward(
   return offered.split(",").some((p) => p.trim().toLowerCase().startsWith("spdy/3.1+")) ? "websocket" : null;
 }
 
-/** A port-forward stream named a port that was not decided: the transcript says which (the tunnel is closed). */
+/**
+ * Whether a port-forward stream may go to a port: the ports of ?ports= were decided with the request; any other
+ * is decided now (server.ts decidePort), recorded by the pipeline and noted in the transcript. The gate asks once
+ * per port per tunnel, and holds the stream (and everything after it) until this settles.
+ */
+function portPolicy(d: Decided, signal: AbortSignal): AllowPort {
+  const requested = new Set(d.info.ports);
+  return async (port) => {
+    if (requested.has(port)) return true;
+    if (!d.decidePort) return { message: `a stream names port ${port}, which pamgate cannot decide here` };
+    const outcome = await d.decidePort(port, signal);
+    const decision_id = outcome.decision.decision_id;
+    const blocked = outcome.action === "block";
+    d.session.transcript({
+      event: "tunnel.port",
+      decision_id,
+      tunnel_decision_id: d.outcome.decision.decision_id,
+      port,
+      action: outcome.action,
+      ...(outcome.approvalId ? { approval_id: outcome.approvalId } : {}),
+      ...(blocked ? { reasons: outcome.reasons } : {}),
+    });
+    if (!blocked) return true;
+    return {
+      message: `a stream to port ${port} was refused: ${outcome.reasons.map((r) => r.message).join("; ")}`,
+      detail: { decision_id, reasons: outcome.reasons },
+    };
+  };
+}
+
+/**
+ * A port-forward stream was refused — its port's decision a block (that decision and its reasons in `detail`), or
+ * it named no port, or not a port: the transcript says which (the tunnel is closed).
+ */
 function refusedPort(d: Decided, r: PortForwardRefusal, log: Logger): void {
   const message = `pamgate closed the port-forward: ${r.message}`;
-  log.warn({ session: d.session.ctx.id, port: r.port, ports: d.info.ports ?? [] }, message);
+  log.warn({ session: d.session.ctx.id, port: r.port }, message);
   d.session.transcript({
     event: "tunnel.refused_port",
     decision_id: d.outcome.decision.decision_id,
+    tunnel_decision_id: d.outcome.decision.decision_id,
     code: "k8s.portforward_port",
     stream_id: r.streamId,
     port: r.port,
-    ports: d.info.ports ?? [],
     message,
+    ...r.detail,
   });
 }
 
