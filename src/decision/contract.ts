@@ -43,6 +43,8 @@ export interface SessionInfo {
    * names were resolved.
    */
   search_path?: string[];
+  /** ssh: how the client proved who it is — "token" (its OIDC token) or "key" (a public key its token bound). */
+  auth_method?: "token" | "key";
 }
 
 /** Evaluation time. `ns` is a bigint because nanoseconds since 1970 exceed Number.MAX_SAFE_INTEGER. */

@@ -27,6 +27,12 @@ export const SshListenerSchema = Type.Object(
     max_command_bytes: Type.Optional(Type.Integer({ minimum: 256, maximum: 32 * 1024 })),
     /** Seconds a client has to authenticate (default 30). */
     auth_timeout_s: Type.Optional(Type.Integer({ minimum: 1, maximum: 600 })),
+    /**
+     * Bind public keys to identities (default false): a client that signs with a key and then presents its token
+     * has the key bound to the token's identity until the token expires; until then the key alone logs in as
+     * that identity. See key-bindings.ts.
+     */
+    bind_keys: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

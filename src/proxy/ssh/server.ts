@@ -14,6 +14,7 @@ import { CertificateAuthority } from "./certificate.js";
 import { type CommandLineParser, loadCommandLineParser } from "./command-line.js";
 import type { SshListenerConfig, SshUpstreamConfig } from "./config.js";
 import { SshConnection } from "./connection.js";
+import { KeyBindings } from "./key-bindings.js";
 import { sendAuthBanner } from "./ssh2-internals.js";
 import { SshTarget } from "./target.js";
 
@@ -35,10 +36,16 @@ export class SshListener implements AdapterListener {
   private parser: CommandLineParser | null = null;
   private hostKey: Buffer | null = null;
   private state: ComponentStatus = { state: "not_ready", message: "not listening yet" };
+  /** Public keys bound to identities by their tokens (listeners.ssh.bind_keys), or null when not enabled. */
+  private readonly bindings: KeyBindings | null;
+  /** The methods a client may try next: the token's, and public keys when they can be bound. */
+  private readonly methods: readonly ssh2.AuthenticationType[];
 
   constructor(private readonly options: SshListenerOptions) {
     this.log = options.log ?? silentLogger;
     const { config } = options;
+    this.bindings = config.bind_keys ? new KeyBindings() : null;
+    this.methods = this.bindings ? ["publickey", ...TOKEN_METHODS] : TOKEN_METHODS;
     let ca: CertificateAuthority | null = null;
     if (config.ca_key_file) {
       try {
@@ -138,42 +145,98 @@ export class SshListener implements AdapterListener {
     let attempts = 0;
     let busy = false;
 
+    /** A public key this client proved it holds, not bound yet: bound to the token's identity if one follows. */
+    let provenKey: Buffer | null = null;
+
+    const start = async (auth: Authenticated, target: SshTarget, how: "token" | "key") => {
+      // Opened before authentication succeeds, so the session exists when the first channel arrives.
+      opened = await this.options.sessions.open(auth, { auth_method: how });
+      connection = new SshConnection(client, opened, {
+        pipeline: this.options.pipeline,
+        target,
+        parser: this.parser as CommandLineParser,
+        maxCommandBytes: this.options.config.max_command_bytes ?? 16 * 1024,
+        log: this.log,
+      });
+      connection.start();
+      this.live.add(connection);
+      clearTimeout(timer);
+    };
+    const refused = (ctx: AuthContext, target: SshTarget, err: unknown) => {
+      attempts++;
+      const message = err instanceof SessionRefusedError ? err.message : errorText(err);
+      this.log.warn({ client: remoteAddress, resource: target.name }, `ssh session refused: ${message}`);
+      this.banner(client, `pamgate: ${message}`);
+      if (attempts >= MAX_AUTH_ATTEMPTS) {
+        ctx.reject([]);
+        client.end();
+      } else ctx.reject([...this.methods]);
+    };
+
+    // Public keys (listeners.ssh.bind_keys): a signature by a bound key is the identity it was bound to; a valid
+    // signature by an unbound key is a partial success — the token must follow, and binds the key.
+    const publicKey = (ctx: AuthContext, target: SshTarget) => {
+      const pk = ctx as ssh2.PublicKeyAuthContext;
+      const key = ssh2.utils.parseKey(pk.key.data);
+      if (key instanceof Error || Array.isArray(key)) return ctx.reject([...this.methods]);
+      // Without a signature the client only asks whether the key would do: yes, if it can sign.
+      if (!pk.signature || !pk.blob) return ctx.accept();
+      if (key.verify(pk.blob, pk.signature, pk.hashAlgo) !== true) return ctx.reject([...this.methods]);
+      const bound = this.bindings?.lookup(pk.key.data);
+      if (!bound) {
+        provenKey = pk.key.data;
+        return ctx.reject([...TOKEN_METHODS], true);
+      }
+      busy = true;
+      const auth: Authenticated = {
+        protocol: "ssh",
+        resource: target.entry.resource,
+        identity: bound.identity,
+        expiresAt: bound.expiresAt,
+        transport: { remoteAddress, tls: true },
+      };
+      start(auth, target, "key")
+        .then(() => ctx.accept())
+        .catch((err: unknown) => refused(ctx, target, err))
+        .finally(() => {
+          busy = false;
+        });
+    };
+
     client.on("authentication", (ctx: AuthContext) => {
       const target = this.resolve(ctx.username);
       if (typeof target === "string") {
         this.banner(client, `pamgate: ${target}`);
         return ctx.reject([]);
       }
-      if (ctx.method !== "password" && ctx.method !== "keyboard-interactive" && !busy)
-        return ctx.reject([...TOKEN_METHODS]);
-      if (busy) return ctx.reject([...TOKEN_METHODS]);
+      if (busy) return ctx.reject([...this.methods]);
+      if (ctx.method === "publickey" && this.bindings) return publicKey(ctx, target);
+      if (ctx.method !== "password" && ctx.method !== "keyboard-interactive")
+        return ctx.reject([...this.methods]);
       busy = true;
       this.authenticate(ctx, target, remoteAddress)
         .then(async (auth) => {
-          // Opened before authentication succeeds, so the session exists when the first channel arrives.
-          opened = await this.options.sessions.open(auth);
-          connection = new SshConnection(client, opened, {
-            pipeline: this.options.pipeline,
-            target,
-            parser: this.parser as CommandLineParser,
-            maxCommandBytes: this.options.config.max_command_bytes ?? 16 * 1024,
-            log: this.log,
-          });
-          connection.start();
-          this.live.add(connection);
-          clearTimeout(timer);
+          await start(auth, target, "token");
+          if (provenKey && this.bindings) {
+            const b = this.bindings.bind(provenKey, auth.identity, auth.expiresAt);
+            opened?.transcript({
+              event: "key_bound",
+              fingerprint: b.fingerprint,
+              until: b.expiresAt.toISOString(),
+            });
+            this.log.info(
+              {
+                client: remoteAddress,
+                sub: auth.identity.sub,
+                key: b.fingerprint,
+                until: b.expiresAt.toISOString(),
+              },
+              "ssh public key bound to the token's identity",
+            );
+          }
           ctx.accept();
         })
-        .catch((err: unknown) => {
-          attempts++;
-          const message = err instanceof SessionRefusedError ? err.message : errorText(err);
-          this.log.warn({ client: remoteAddress, resource: target.name }, `ssh session refused: ${message}`);
-          this.banner(client, `pamgate: ${message}`);
-          if (attempts >= MAX_AUTH_ATTEMPTS) {
-            ctx.reject([]);
-            client.end();
-          } else ctx.reject([...TOKEN_METHODS]);
-        })
+        .catch((err: unknown) => refused(ctx, target, err))
         .finally(() => {
           busy = false;
         });
