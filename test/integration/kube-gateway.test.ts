@@ -12,16 +12,16 @@ import { createRequire } from "node:module";
 import { createServer, connect as netConnect, type Socket } from "node:net";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
-import { constants, createDeflate } from "node:zlib";
 import * as k8s from "@kubernetes/client-node";
 import t from "tap";
 import { spoolRecords } from "../../src/audit/reader.js";
 import { loadRecording } from "../../src/audit/replay.js";
-import { SPDY_DICTIONARY, type SpdyFrame, SpdyReader } from "../../src/proxy/kubernetes/spdy.js";
+import { type SpdyFrame, SpdyReader } from "../../src/proxy/kubernetes/spdy.js";
 import { type FakeKubelet, fakeKubeletAvailable, startFakeKubelet } from "../helpers/fake-kubelet.js";
 import { run } from "../helpers/gateway.js";
 import { KUBE_APISERVER_MISSING, kubeApiServerAvailable, kubectlBin } from "../helpers/kube-apiserver.js";
 import { type KubeTestGateway, startKubeTestGateway } from "../helpers/kube-gateway.js";
+import { Compressor, data, ping, synStream } from "../helpers/spdy-frames.js";
 
 if (!kubeApiServerAvailable()) {
   t.plan(0, KUBE_APISERVER_MISSING);
@@ -494,7 +494,7 @@ async function podServer() {
 class PortForwardClient {
   readonly frames: SpdyFrame[] = [];
   readonly closed: Promise<void>;
-  private readonly z = createDeflate({ dictionary: SPDY_DICTIONARY });
+  private readonly z = new Compressor();
   private readonly reader = new SpdyReader({
     onFrame: (f) => {
       this.frames.push(f);
@@ -584,26 +584,20 @@ class PortForwardClient {
       [firstId + 2, "data"],
     ] as const)
       syns.push(
-        await this.synStream(id, [
+        await synStream(this.z, id, [
           ["streamtype", type],
           ["port", String(port)],
           ["requestid", requestId],
         ]),
       );
     // In one write, and a PING right behind them: were the client's bytes relayed before being checked — or
-    // checked past a SYN_STREAM whose port is still being decided — both would reach the kubelet.
-    const ping = Buffer.alloc(12);
-    ping.writeUInt32BE(0x80030006, 0); // a SPDY/3 PING
-    ping.writeUInt32BE(4, 4);
-    ping.writeUInt32BE(firstId, 8); // a client's ping ids are odd
-    this.sendBytes(Buffer.concat([...syns, ping]));
+    // checked past a SYN_STREAM whose port is still being decided — both would reach the kubelet. (A client's ping
+    // ids are odd.)
+    this.sendBytes(Buffer.concat([...syns, ping(firstId)]));
   }
 
   sendData(streamId: number, payload: string): void {
-    const h = Buffer.alloc(8);
-    h.writeUInt32BE(streamId, 0);
-    h.writeUInt32BE(payload.length, 4);
-    this.sendBytes(Buffer.concat([h, Buffer.from(payload)]));
+    this.sendBytes(data(streamId, payload));
   }
 
   async waitFor(match: (f: SpdyFrame) => boolean, what: string): Promise<SpdyFrame> {
@@ -616,29 +610,8 @@ class PortForwardClient {
   }
 
   close(): void {
-    this.z.destroy();
+    this.z.close();
     this.destroy();
-  }
-
-  private synStream(id: number, pairs: Array<[string, string]>): Promise<Buffer> {
-    const parts = [u32(pairs.length)];
-    for (const [k, v] of pairs) parts.push(u32(k.length), Buffer.from(k), u32(v.length), Buffer.from(v));
-    const out: Buffer[] = [];
-    const onData = (c: Buffer) => out.push(c);
-    this.z.on("data", onData);
-    this.z.write(Buffer.concat(parts));
-    return new Promise((resolve) =>
-      this.z.flush(constants.Z_SYNC_FLUSH, () => {
-        this.z.off("data", onData);
-        const fixed = Buffer.alloc(10);
-        fixed.writeUInt32BE(id, 0);
-        const body = Buffer.concat([fixed, ...out]);
-        const h = Buffer.alloc(8);
-        h.writeUInt32BE(0x80030001, 0); // a SPDY/3 SYN_STREAM
-        h.writeUInt32BE(body.length, 4);
-        resolve(Buffer.concat([h, body]));
-      }),
-    );
   }
 }
 
@@ -663,12 +636,6 @@ function maskedBinaryFrame(payload: Buffer): Buffer {
   const key = randomBytes(4);
   key.copy(h, 2 + ext);
   return Buffer.concat([h, Buffer.from(payload.map((x, i) => x ^ (key[i % 4] as number)))]);
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n);
-  return b;
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
