@@ -107,3 +107,25 @@ export const settings = (entries: Array<[number, number, number]>) =>
       ...entries.map(([flags, id, v]) => Buffer.concat([u32((flags << 24) | id), u32(v)])),
     ]),
   );
+
+/** The client's two streams of one forwarded connection, as client-go opens them (error first, then data). */
+export async function forwardSyns(
+  z: Compressor,
+  firstId: number,
+  port: string,
+  requestId: string,
+): Promise<Buffer[]> {
+  const syns: Buffer[] = [];
+  for (const [id, type] of [
+    [firstId, "error"],
+    [firstId + 2, "data"],
+  ] as const)
+    syns.push(
+      await synStream(z, id, [
+        ["streamtype", type],
+        ["port", port],
+        ["requestid", requestId],
+      ]),
+    );
+  return syns;
+}

@@ -21,7 +21,7 @@ import { type FakeKubelet, fakeKubeletAvailable, startFakeKubelet } from "../hel
 import { run } from "../helpers/gateway.js";
 import { KUBE_APISERVER_MISSING, kubeApiServerAvailable, kubectlBin } from "../helpers/kube-apiserver.js";
 import { type KubeTestGateway, startKubeTestGateway } from "../helpers/kube-gateway.js";
-import { Compressor, data, ping, synStream } from "../helpers/spdy-frames.js";
+import { Compressor, data, forwardSyns, ping } from "../helpers/spdy-frames.js";
 
 if (!kubeApiServerAvailable()) {
   t.plan(0, KUBE_APISERVER_MISSING);
@@ -578,18 +578,7 @@ class PortForwardClient {
 
   /** The two streams of one forwarded connection (error, then data), as client-go opens them; not waited on. */
   async openStreams(firstId: number, port: number, requestId: string): Promise<void> {
-    const syns: Buffer[] = [];
-    for (const [id, type] of [
-      [firstId, "error"],
-      [firstId + 2, "data"],
-    ] as const)
-      syns.push(
-        await synStream(this.z, id, [
-          ["streamtype", type],
-          ["port", String(port)],
-          ["requestid", requestId],
-        ]),
-      );
+    const syns = await forwardSyns(this.z, firstId, String(port), requestId);
     // In one write, and a PING right behind them: were the client's bytes relayed before being checked — or
     // checked past a SYN_STREAM whose port is still being decided — both would reach the kubelet. (A client's ping
     // ids are odd.)

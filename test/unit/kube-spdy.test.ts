@@ -34,6 +34,7 @@ import {
   control,
   data,
   FIN,
+  forwardSyns,
   goaway,
   headerBlock,
   headersFrame,
@@ -395,28 +396,6 @@ t.test("a remotecommand connection that is not SPDY/3 fails once, whichever side
   t.match(errors[0]?.message, /SPDY version 2, not 3/);
   t.same(events, []);
 });
-
-/** The client's two streams of one forwarded connection, as client-go opens them (error first, then data). */
-async function forwardSyns(
-  z: Compressor,
-  firstId: number,
-  port: string,
-  requestId: string,
-): Promise<Buffer[]> {
-  const syns: Buffer[] = [];
-  for (const [id, type] of [
-    [firstId, "error"],
-    [firstId + 2, "data"],
-  ] as const)
-    syns.push(
-      await synStream(z, id, [
-        ["streamtype", type],
-        ["port", port],
-        ["requestid", requestId],
-      ]),
-    );
-  return syns;
-}
 
 async function forwardStreams(
   z: Compressor,
