@@ -181,12 +181,14 @@ export async function openTunnel(
         rec.close();
         resolve();
       };
+      // One side closed: the other is ended once what was already written to it is delivered (destroying it at
+      // once would drop the tail — a command's last output, its exit status — still queued in the socket).
       client.on("close", () => {
-        upstream.destroy();
+        closeWhenFlushed(upstream);
         done();
       });
       upstream.on("close", () => {
-        client.destroy();
+        closeWhenFlushed(client);
         done();
       });
     });
@@ -261,6 +263,15 @@ function refusedPort(d: Decided, r: PortForwardRefusal, log: Logger): void {
     message,
     ...r.detail,
   });
+}
+
+/** Ends `s` after what is queued in it is written; destroys it if that does not happen within 10 s. */
+function closeWhenFlushed(s: Socket): void {
+  if (s.destroyed) return;
+  s.end();
+  const timer = setTimeout(() => s.destroy(), 10_000);
+  timer.unref();
+  s.once("close", () => clearTimeout(timer));
 }
 
 /** Copies `from` to `to` with backpressure; `observe` sees each chunk first. */
