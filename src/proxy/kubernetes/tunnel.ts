@@ -173,18 +173,22 @@ export async function openTunnel(
         client.on("end", () => gate.end());
       } else relay(client, upstream, (b) => rec.fromClient(b));
       relay(upstream, client, (b) => rec.fromCluster(b));
+      // The tunnel is over when either side closes (no byte crosses it after that): its record is closed then, in
+      // that close handler — the session ends in a microtask right after, and what came later would be lost.
       let closed = 0;
       const done = () => {
         ended.abort();
-        if (++closed < 2) return;
-        if (gate) gate.close();
-        rec.close();
-        resolve();
+        if (++closed === 1) {
+          if (gate) gate.close();
+          rec.close();
+        }
+        if (closed === 2) resolve();
       };
-      // One side closed: the other is ended once what was already written to it is delivered (destroying it at
-      // once would drop the tail — a command's last output, its exit status — still queued in the socket).
+      // The client gone, nothing more can reach it: the cluster's side goes at once. The cluster's side closed: the
+      // client's is ended once what was already written to it is delivered (destroying it at once would drop the
+      // tail — a command's last output, its exit status — still queued in the socket).
       client.on("close", () => {
-        closeWhenFlushed(upstream);
+        upstream.destroy();
         done();
       });
       upstream.on("close", () => {
@@ -386,18 +390,8 @@ class TunnelRecording {
   close(): void {
     this.up?.end();
     this.down?.end();
-    const spdy = this.spdy;
-    // Frames still waiting behind a header block being inflated are handed on first. Usually there are none:
-    // then everything happens now, before the session (ended by the same socket's close) closes its transcript.
-    if (spdy && !spdy.idle) void spdy.end().then(() => this.finish());
-    else {
-      void spdy?.end();
-      this.finish();
-    }
-  }
-
-  private finish(): void {
-    void this.rec?.close().catch(() => {});
+    // The transcript entry now, in the socket's close handler: the session ends (and closes its transcript) right
+    // after, in a microtask, so anything later would be lost.
     this.d.session.transcript({
       event: "tunnel",
       decision_id: this.d.outcome.decision.decision_id,
@@ -408,5 +402,12 @@ class TunnelRecording {
       bytes_from_cluster: this.fromClusterBytes,
       ...(this.unreadable ? { recording: this.unreadable } : {}),
     });
+    // SPDY frames still waiting behind a header block being inflated are handed on to the recording first.
+    const spdy = this.spdy;
+    if (spdy && !spdy.idle) void spdy.end().then(() => this.rec?.close().catch(() => {}));
+    else {
+      void spdy?.end();
+      void this.rec?.close().catch(() => {});
+    }
   }
 }
