@@ -173,6 +173,17 @@ export class SshListener implements AdapterListener {
       } else ctx.reject([...this.methods]);
     };
 
+    /** One authentication attempt at a time: `work` opens the session, then the client is told yes (or why not). */
+    const attempt = (ctx: AuthContext, target: SshTarget, work: () => Promise<void>) => {
+      busy = true;
+      work()
+        .then(() => ctx.accept())
+        .catch((err: unknown) => refused(ctx, target, err))
+        .finally(() => {
+          busy = false;
+        });
+    };
+
     // Public keys (listeners.ssh.bind_keys): a signature by a bound key is the identity it was bound to; a valid
     // signature by an unbound key is a partial success — the token must follow, and binds the key.
     const publicKey = (ctx: AuthContext, target: SshTarget) => {
@@ -187,7 +198,6 @@ export class SshListener implements AdapterListener {
         provenKey = pk.key.data;
         return ctx.reject([...TOKEN_METHODS], true);
       }
-      busy = true;
       const auth: Authenticated = {
         protocol: "ssh",
         resource: target.entry.resource,
@@ -195,12 +205,7 @@ export class SshListener implements AdapterListener {
         expiresAt: bound.expiresAt,
         transport: { remoteAddress, tls: true },
       };
-      start(auth, target, "key")
-        .then(() => ctx.accept())
-        .catch((err: unknown) => refused(ctx, target, err))
-        .finally(() => {
-          busy = false;
-        });
+      attempt(ctx, target, () => start(auth, target, "key"));
     };
 
     client.on("authentication", (ctx: AuthContext) => {
@@ -213,33 +218,27 @@ export class SshListener implements AdapterListener {
       if (ctx.method === "publickey" && this.bindings) return publicKey(ctx, target);
       if (ctx.method !== "password" && ctx.method !== "keyboard-interactive")
         return ctx.reject([...this.methods]);
-      busy = true;
-      this.authenticate(ctx, target, remoteAddress)
-        .then(async (auth) => {
-          await start(auth, target, "token");
-          if (provenKey && this.bindings) {
-            const b = this.bindings.bind(provenKey, auth.identity, auth.expiresAt);
-            opened?.transcript({
-              event: "key_bound",
-              fingerprint: b.fingerprint,
+      attempt(ctx, target, async () => {
+        const auth = await this.authenticate(ctx, target, remoteAddress);
+        await start(auth, target, "token");
+        if (provenKey && this.bindings) {
+          const b = this.bindings.bind(provenKey, auth.identity, auth.expiresAt);
+          opened?.transcript({
+            event: "key_bound",
+            fingerprint: b.fingerprint,
+            until: b.expiresAt.toISOString(),
+          });
+          this.log.info(
+            {
+              client: remoteAddress,
+              sub: auth.identity.sub,
+              key: b.fingerprint,
               until: b.expiresAt.toISOString(),
-            });
-            this.log.info(
-              {
-                client: remoteAddress,
-                sub: auth.identity.sub,
-                key: b.fingerprint,
-                until: b.expiresAt.toISOString(),
-              },
-              "ssh public key bound to the token's identity",
-            );
-          }
-          ctx.accept();
-        })
-        .catch((err: unknown) => refused(ctx, target, err))
-        .finally(() => {
-          busy = false;
-        });
+            },
+            "ssh public key bound to the token's identity",
+          );
+        }
+      });
     });
     client.on("close", () => {
       clearTimeout(timer);
