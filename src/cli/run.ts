@@ -5,6 +5,7 @@ import { loadConfig } from "../config/load.js";
 import { startGateway } from "../gateway/gateway.js";
 import { peerChannel, runPrimary, workerConfig, workerCount, workersProblem } from "../gateway/workers.js";
 import { createLogger } from "../util/log.js";
+import { untilStopSignal } from "../util/signals.js";
 import { CliError, parse } from "./args.js";
 
 export async function runCommand(argv: string[]): Promise<number> {
@@ -32,10 +33,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     },
     "pamgate running",
   );
-  await new Promise<void>((resolve) => {
-    process.once("SIGINT", () => resolve());
-    process.once("SIGTERM", () => resolve());
-  });
+  await untilStopSignal();
   log.info("shutting down");
   await gw.close();
   return 0;

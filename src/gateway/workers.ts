@@ -20,6 +20,7 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { GatewayConfig } from "../config/schema.js";
 import type { Logger } from "../util/log.js";
+import { untilStopSignal } from "../util/signals.js";
 
 /** A message between workers, relayed by the primary. */
 export interface PeerMessage {
@@ -126,10 +127,7 @@ export async function runPrimary(count: number, log: Logger): Promise<number> {
   };
   for (let i = 0; i < count; i++) start(i);
   log.info({ workers: count }, "pamgate primary: workers started");
-  await new Promise<void>((resolve) => {
-    process.once("SIGINT", () => resolve());
-    process.once("SIGTERM", () => resolve());
-  });
+  await untilStopSignal();
   stopping = true;
   log.info("pamgate primary: stopping the workers");
   await Promise.all(
