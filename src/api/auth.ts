@@ -19,15 +19,44 @@ import { ApiError } from "./errors.js";
 
 const verified = new WeakMap<FastifyRequest, VerifiedToken>();
 
-/** A route-level onRequest hook: verifies the bearer token or fails the request with the TokenError (401). */
+/** The web console's session cookie: the access token its OIDC login obtained (src/api/console.ts). */
+export const SESSION_COOKIE = "pamgate_session";
+/**
+ * The header a cookie-authenticated request that changes anything must carry. A cross-site form cannot set a
+ * header, and a cross-site fetch that sets one needs a CORS preflight this API never grants — so with the
+ * SameSite=Strict cookie it is the console's CSRF defence.
+ */
+export const CONSOLE_HEADER = "x-pamgate-console";
+
+/** The console session cookie's value, if the request has one (cookies are parsed by @fastify/cookie). */
+export function sessionCookie(request: FastifyRequest): string | undefined {
+  return request.cookies?.[SESSION_COOKIE] || undefined;
+}
+
+/**
+ * A route-level onRequest hook: verifies the bearer token — or, without an Authorization header, the console's
+ * session cookie — or fails the request with the TokenError (401).
+ */
 export function authenticate(verifier: TokenVerifier): onRequestAsyncHookHandler {
   return async (request) => {
     const header = request.headers.authorization;
+    const cookie = header === undefined ? sessionCookie(request) : undefined;
+    if (cookie !== undefined) {
+      if (request.method !== "GET" && request.method !== "HEAD" && request.headers[CONSOLE_HEADER] !== "1") {
+        throw new ApiError(
+          403,
+          "csrf",
+          `a request authenticated by the console's cookie must send the header ${CONSOLE_HEADER}: 1`,
+        );
+      }
+      verified.set(request, await verifier.verify(cookie));
+      return;
+    }
     if (header === undefined || header.trim() === "") {
       metrics.tokenRejections.inc({ reason: "malformed" });
       throw new TokenError(
         "malformed",
-        "no access token: send the header Authorization: Bearer <access token>",
+        "no access token: send the header Authorization: Bearer <access token> (or sign in to the console at /console/)",
       );
     }
     const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
@@ -61,9 +90,16 @@ function intersects(a: readonly string[], b: readonly string[]): boolean {
 export class Rights {
   private readonly adminGroups: readonly string[];
   private readonly approverGroups: readonly string[] | null;
+  private readonly auditGroups: readonly string[];
 
-  constructor(options: { adminGroups: readonly string[]; approverGroups?: readonly string[] }) {
+  constructor(options: {
+    adminGroups: readonly string[];
+    approverGroups?: readonly string[];
+    /** Who may search decisions and replay sessions; default the admin groups. */
+    auditGroups?: readonly string[];
+  }) {
     this.adminGroups = [...options.adminGroups];
+    this.auditGroups = [...(options.auditGroups ?? options.adminGroups)];
     // An empty list would lock every approver out; it is read as "not configured".
     this.approverGroups =
       options.approverGroups && options.approverGroups.length > 0 ? [...options.approverGroups] : null;
@@ -71,6 +107,21 @@ export class Rights {
 
   isAdmin(identity: Identity): boolean {
     return intersects(identity.groups, this.adminGroups);
+  }
+
+  /** May search the audit trail and replay sessions. */
+  isAuditor(identity: Identity): boolean {
+    return intersects(identity.groups, this.auditGroups);
+  }
+
+  /** Throws 403 not_an_auditor unless the identity may read the audit trail. */
+  assertAuditor(identity: Identity): void {
+    if (this.isAuditor(identity)) return;
+    throw new ApiError(
+      403,
+      "not_an_auditor",
+      `${identity.sub} is not in any group that may read the audit trail (${this.auditGroups.join(", ") || "none configured: set listeners.api.audit_groups or approvals.admin_groups"})`,
+    );
   }
 
   /** Whether the identity passes the gateway-wide approver gate (always, when no approver groups are set). */

@@ -1,6 +1,7 @@
 // The control-plane API: a fastify instance with one plugin per route group.
 //
 //   GET  /v1/approvals[?status=&limit=&offset=]   list (bearer token)
+//   GET  /v1/approvals/events                      live changes, Server-Sent Events (bearer token)
 //   GET  /v1/approvals/:id                         one request with its votes (bearer token)
 //   POST /v1/approvals/:id/approve | /deny         vote as the token's identity, optional {"comment"}
 //   GET  /v1/status                                every component's status (bearer token)
@@ -8,9 +9,14 @@
 //   GET  /healthz, /readyz                         liveness, readiness (no token)
 //   GET  /metrics                                  Prometheus text (no token)
 //   GET  /openapi.json                             the OpenAPI 3.1 document (no token)
+//   GET  /v1/me                                    the caller's identity and rights (bearer token)
+//   GET  /console/…                                the web console and its OIDC sign-in (docs/console.md)
+//
+// "bearer token" also accepts the console's session cookie (src/api/auth.ts).
 //
 // buildApi returns the instance unstarted: `await api.listen({ host, port })`, or `api.inject(…)` in tests;
 // `api.close()` also stops the webhook notifier. docs/api.md describes the API for its users.
+import fastifyCookie from "@fastify/cookie";
 import Fastify, { type FastifyInstance, LogController } from "fastify";
 import type { ApprovalService } from "../approvals/service.js";
 import type { DecisionEngine } from "../decision/engine.js";
@@ -18,9 +24,12 @@ import type { TokenVerifier } from "../identity/verifier.js";
 import { registry as sharedRegistry } from "../metrics.js";
 import type { StatusRegistry } from "../status/status.js";
 import type { Queryable } from "../store/store.js";
-import type { Logger } from "../util/log.js";
+import { type Logger, silentLogger } from "../util/log.js";
+import { approvalEventRoutes } from "./approval-events.js";
 import { approvalRoutes } from "./approvals.js";
 import { Rights } from "./auth.js";
+import { type ConsoleLoginOptions, consoleRoutes } from "./console.js";
+import type { ConsoleAssets } from "./console-assets.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
 import { metricsRoutes } from "./metrics.js";
 import { isObservable } from "./observable.js";
@@ -64,6 +73,10 @@ export interface ApiDeps {
   store?: Pick<Queryable, "query">;
   /** Largest request body, bytes. Default 64 KiB. */
   bodyLimit?: number;
+  /** Who may search the audit trail and replay sessions (default: adminGroups). */
+  auditGroups?: string[];
+  /** The web console: its built app and its OIDC sign-in. */
+  console?: { assets?: () => Promise<ConsoleAssets>; login?: ConsoleLoginOptions };
 }
 
 const VERSION = "1";
@@ -83,6 +96,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
   installBodyParsers(app);
+  app.register(fastifyCookie);
   for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
   app.addHook("onResponse", async (request, reply) => {
     const quiet = !request.url.startsWith("/v1/");
@@ -97,11 +111,24 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     );
   });
 
-  const rights = new Rights({ adminGroups: deps.adminGroups, approverGroups: deps.approverGroups });
+  const rights = new Rights({
+    adminGroups: deps.adminGroups,
+    approverGroups: deps.approverGroups,
+    auditGroups: deps.auditGroups,
+  });
+  const log = deps.log ?? silentLogger;
 
   // @fastify/swagger first: it collects the routes registered after it.
   registerOpenApi(app, VERSION);
+  app.register(approvalEventRoutes, { verifier: deps.verifier, approvals: deps.approvals, rights, log });
   app.register(approvalRoutes, { verifier: deps.verifier, approvals: deps.approvals, rights });
+  app.register(consoleRoutes, {
+    verifier: deps.verifier,
+    rights,
+    assets: deps.console?.assets,
+    login: deps.console?.login,
+    log,
+  });
   app.register(statusRoutes, {
     verifier: deps.verifier,
     engine: deps.engine,

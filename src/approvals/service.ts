@@ -64,7 +64,7 @@ export interface ListFilter {
 }
 
 /** The notification payload: which request changed and what it is now. */
-interface Change {
+export interface Change {
   id: string;
   status: ApprovalStatus;
 }
@@ -79,6 +79,7 @@ export class ApprovalService {
   private readonly channel: string;
   private readonly log: Logger;
   private readonly waiters = new Waiters();
+  private readonly changeListeners = new Set<(change: Change) => void>();
   private readonly timers: NodeJS.Timeout[] = [];
   private started: Promise<void> | null = null;
   private unlisten: (() => Promise<void>) | null = null;
@@ -107,6 +108,24 @@ export class ApprovalService {
       throw err;
     });
     return this.started;
+  }
+
+  /**
+   * Calls `listener` with every change of any request — created, voted on, decided, expired — on any replica
+   * sharing the store (the NOTIFY each change sends in its transaction), after it committed. Starts the
+   * subscription if needed. A listener must not throw; it should only start work. Returns the unsubscribe call.
+   */
+  async onChange(listener: (change: Change) => void): Promise<() => void> {
+    this.changeListeners.add(listener);
+    try {
+      await this.start();
+    } catch (err) {
+      this.changeListeners.delete(listener);
+      throw err;
+    }
+    return () => {
+      this.changeListeners.delete(listener);
+    };
   }
 
   /** Stops timers and the subscription; pending waits reject. The store stays open (the caller owns it). */
@@ -359,7 +378,7 @@ export class ApprovalService {
   }
 
   private async subscribe(): Promise<void> {
-    this.unlisten = await this.store.listen(this.channel, (payload) => this.onChange(payload), {
+    this.unlisten = await this.store.listen(this.channel, (payload) => this.onNotification(payload), {
       onReconnect: () => void this.recheck(this.waiters.ids()),
     });
     const poll = setInterval(() => {
@@ -381,7 +400,7 @@ export class ApprovalService {
     await this.gauge.trigger();
   }
 
-  private onChange(payload: string): void {
+  private onNotification(payload: string): void {
     let change: Partial<Change> | null = null;
     try {
       change = JSON.parse(payload) as Partial<Change> | null;
@@ -392,6 +411,13 @@ export class ApprovalService {
       return;
     }
     if (TERMINAL.has(change.status)) this.waiters.settle(change.id, change.status as Outcome);
+    for (const listener of this.changeListeners) {
+      try {
+        listener(change as Change);
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, "approvals: a change listener failed");
+      }
+    }
     void this.gauge.trigger(); // another replica may have changed the count
   }
 

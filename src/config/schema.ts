@@ -70,7 +70,32 @@ const ResourceSchema = OneOfByKey<ResourceConfig>(
 type AdapterListeners = {
   [A in RegisteredAdapter as A["protocol"]]?: Static<A["listenerSchema"]>;
 };
-const ApiListenerSchema = Type.Object({ host: Type.Optional(NonEmpty), port: Port }, closed);
+const ConsoleSchema = Type.Object(
+  {
+    /** The issuer people sign in with (one of identity.issuers); default the development issuer. */
+    issuer: Type.Optional(NonEmpty),
+    client_id: Type.Optional(NonEmpty),
+    /** An environment variable holding a confidential client's secret; without one the client is public (PKCE). */
+    client_secret_env: Type.Optional(NonEmpty),
+    /** The console's public base URL; required unless it is reached on loopback. */
+    public_url: Type.Optional(NonEmpty),
+    scopes: Type.Optional(Type.Array(NonEmpty, { minItems: 1 })),
+    /** An RFC 8707 resource indicator sent with the sign-in, for issuers that choose the audience by it. */
+    resource: Type.Optional(NonEmpty),
+  },
+  closed,
+);
+export type ConsoleConfig = Static<typeof ConsoleSchema>;
+const ApiListenerSchema = Type.Object(
+  {
+    host: Type.Optional(NonEmpty),
+    port: Port,
+    /** Who may search decisions and replay sessions; default approvals.admin_groups. */
+    audit_groups: Type.Optional(Type.Array(NonEmpty)),
+    console: Type.Optional(ConsoleSchema),
+  },
+  closed,
+);
 export type ListenersConfig = AdapterListeners & { api?: Static<typeof ApiListenerSchema> };
 
 const ListenersSchema = Type.Unsafe<ListenersConfig>(

@@ -3,6 +3,8 @@
 // module; this file only wires them and owns their shutdown order.
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { ConsoleLoginOptions } from "../api/console.js";
+import { consoleAssets } from "../api/console-assets.js";
 import { buildApi, ObservableApprovalService } from "../api/index.js";
 import type { ApprovalService } from "../approvals/service.js";
 import { AuditTrail, registerAuditStatus, type SinkConfig, type SpoolIo } from "../audit/index.js";
@@ -10,7 +12,7 @@ import { FileBundleSource, PolicyFolderSource } from "../bundles/file-source.js"
 import { HttpBundleSource } from "../bundles/http-source.js";
 import { BundleManager } from "../bundles/manager.js";
 import { resolveCredential } from "../config/load.js";
-import type { GatewayConfig, ResourceConfig } from "../config/schema.js";
+import type { ConsoleConfig, GatewayConfig, ResourceConfig } from "../config/schema.js";
 import type { Protocol } from "../decision/contract.js";
 import { DecisionEngine } from "../decision/engine.js";
 import type { IssuerConfig } from "../identity/config.js";
@@ -79,6 +81,52 @@ function issuerConfigs(config: GatewayConfig): IssuerConfig[] {
     leewaySeconds: i.leeway_seconds,
     allowInsecureHttp: i.allow_insecure_http,
   }));
+}
+
+/**
+ * The console's sign-in: the configured issuer (which the verifier must trust, or its tokens would be refused on
+ * every call), else the development issuer's console client, else none.
+ */
+function consoleLogin(
+  config: ConsoleConfig | undefined,
+  issuers: IssuerConfig[],
+  devIssuer: DevIssuer | null,
+): ConsoleLoginOptions | undefined {
+  const where = "listeners.api.console";
+  if (!config?.issuer) {
+    if (!devIssuer) {
+      if (config)
+        throw new Error(`${where}.issuer is required (there is no development issuer to default to)`);
+      return undefined;
+    }
+    return {
+      issuer: devIssuer.issuer,
+      clientId: config?.client_id ?? devIssuer.consoleClient,
+      publicUrl: config?.public_url,
+      scopes: config?.scopes,
+      allowInsecureHttp: true,
+    };
+  }
+  const trusted = issuers.find((i) => i.issuer === config.issuer);
+  if (!trusted)
+    throw new Error(
+      `${where}.issuer ${config.issuer} is not one of identity.issuers: the gateway would refuse its tokens`,
+    );
+  if (!config.client_id) throw new Error(`${where}.client_id is required with ${where}.issuer`);
+  let clientSecret: string | undefined;
+  if (config.client_secret_env) {
+    clientSecret = process.env[config.client_secret_env];
+    if (!clientSecret) throw new Error(`${where}.client_secret_env: $${config.client_secret_env} is not set`);
+  }
+  return {
+    issuer: config.issuer,
+    clientId: config.client_id,
+    clientSecret,
+    publicUrl: config.public_url,
+    scopes: config.scopes,
+    resource: config.resource,
+    allowInsecureHttp: trusted.allowInsecureHttp,
+  };
 }
 
 async function loadPolicy(config: GatewayConfig, bundles: BundleManager, log: Logger): Promise<void> {
@@ -267,6 +315,11 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
         log,
         adminGroups: config.approvals?.admin_groups ?? [],
         approverGroups: config.approvals?.approver_groups,
+        auditGroups: config.listeners.api.audit_groups,
+        console: {
+          assets: consoleAssets,
+          login: consoleLogin(config.listeners.api.console, issuers, devIssuer),
+        },
         webhook: hookUrl
           ? { url: hookUrl, headers: hook?.headers, maxAttempts: hook?.max_attempts }
           : undefined,

@@ -16,6 +16,10 @@
 //              act={sub: <actor client>, client_id: <actor client>, act: <the subject token's act, if any>},
 //              client_id=<actor client>, expiring no later than the subject token.
 //
+// And a browser login for the web console: the authorization code flow with PKCE as the public client
+// "pamgate-console" (a native client, so any loopback port of its redirect URI is accepted, RFC 8252 §7.3). The
+// login page lists the configured users and asks for no password; consent is implied for that client.
+//
 // oidc-provider is a devDependency: it is imported lazily, so production code that never starts a dev issuer
 // does not need it installed.
 import { randomBytes } from "node:crypto";
@@ -68,6 +72,11 @@ export interface DevIssuerOptions {
   clients?: string[];
   /** The client people log in through (default "pamgate-cli"). */
   personClient?: string;
+  /**
+   * The web console's public client (authorization code + PKCE, default "pamgate-console"); its redirect URI is
+   * http://127.0.0.1:<any port>/console/callback (or localhost, [::1]).
+   */
+  consoleClient?: string;
   /** Where the groups go: a claim name or a dotted path such as "realm_access.roles" (default "groups"). */
   groupsClaim?: string;
   /** Access token lifetime (default 600 s). */
@@ -94,6 +103,8 @@ export interface DevIssuer {
   readonly jwksUri: string;
   /** The client people log in through. */
   readonly personClient: string;
+  /** The web console's public client (authorization code flow with PKCE). */
+  readonly consoleClient: string;
   readonly groupsClaim: string;
   /** The client secret of a configured client (random per start), for curl. */
   clientSecret(clientId: string): string;
@@ -180,9 +191,9 @@ function setAtPath(target: Record<string, unknown>, path: string, value: unknown
 }
 
 /**
- * Storage for oidc-provider's stateful models. The dev issuer only mints JWT access tokens, which are not
- * stored, so this stays (nearly) empty; it exists so oidc-provider does not warn about its own in-memory
- * adapter on every start.
+ * Storage for oidc-provider's stateful models: the browser login's sessions, interactions, grants and codes
+ * (JWT access tokens are not stored). It exists so oidc-provider does not warn about its own in-memory adapter
+ * on every start. Entries expire; nothing is pruned, which is fine for a development issuer.
  */
 class DevAdapter {
   private readonly store = new Map<string, { payload: Record<string, unknown>; expiresAt: number }>();
@@ -198,7 +209,12 @@ class DevAdapter {
     if (!entry || entry.expiresAt < Date.now()) return undefined;
     return entry.payload;
   }
-  async findByUid() {
+  /** Sessions are also found by their uid (the browser login's interactions refer to them by it). */
+  async findByUid(uid: string) {
+    for (const [key, entry] of this.store) {
+      if (key.startsWith(`${this.model}:`) && entry.payload.uid === uid && entry.expiresAt >= Date.now())
+        return entry.payload;
+    }
     return undefined;
   }
   async findByUserCode() {
@@ -212,6 +228,75 @@ class DevAdapter {
     this.store.delete(this.key(id));
   }
   async revokeByGrantId() {}
+}
+
+const CONSOLE_REDIRECTS = [
+  "http://127.0.0.1/console/callback",
+  "http://localhost/console/callback",
+  "http://[::1]/console/callback",
+];
+
+const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/**
+ * The login step of the authorization code flow: a page listing the development users (no password: this issuer
+ * is for loopback development only), and its form's POST, which ends the interaction as that user.
+ */
+async function loginInteraction(
+  provider: Provider,
+  req: IncomingMessage,
+  res: ServerResponse,
+  users: Map<string, DevUser>,
+  log: Logger,
+): Promise<void> {
+  const details = await provider.interactionDetails(req, res);
+  if (details.prompt.name === "consent") {
+    // The console is this issuer's own first-party client: its consent is implied (oidc-provider asks for it
+    // on every sign-in of a native client).
+    const accountId = details.session?.accountId;
+    if (!accountId) throw new Error("consent without a signed-in user");
+    const grant = new provider.Grant({ accountId, clientId: String(details.params.client_id) });
+    grant.addOIDCScope(String(details.params.scope ?? "openid"));
+    if (typeof details.params.resource === "string") grant.addResourceScope(details.params.resource, "");
+    const grantId = await grant.save();
+    await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+    return;
+  }
+  if (req.method === "POST") {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > 4096) throw new Error("login form too large");
+      chunks.push(chunk as Buffer);
+    }
+    const username = new URLSearchParams(Buffer.concat(chunks).toString("utf8")).get("username") ?? "";
+    if (!users.has(username)) throw new Error(`no development user ${JSON.stringify(username)}`);
+    log.info({ sub: username, client_id: details.params.client_id }, "dev issuer: browser login");
+    await provider.interactionFinished(
+      req,
+      res,
+      { login: { accountId: username } },
+      { mergeWithLastSubmission: false },
+    );
+    return;
+  }
+  const options = [...users.entries()]
+    .map(
+      ([name, u]) =>
+        `<option value="${escapeHtml(name)}">${escapeHtml(name)}${u.groups?.length ? ` (${escapeHtml(u.groups.join(", "))})` : ""}</option>`,
+    )
+    .join("");
+  res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
+  res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign in — pamgate development issuer</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: system-ui, sans-serif; max-width: 28rem; margin: 4rem auto; padding: 0 1rem">
+<h1>Sign in</h1>
+<p><strong>Development issuer:</strong> anyone who can reach it signs in as any user below, without a password.</p>
+<form method="post" action="/interaction/${escapeHtml(details.uid)}">
+<label for="username">User</label> <select id="username" name="username">${options}</select>
+<button type="submit">Sign in</button>
+</form></body></html>`);
 }
 
 /** Resource indicators (RFC 8707) must be absolute URIs; a bare audience like "pamgate" gets a URN. */
@@ -236,6 +321,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
   const users = new Map(Object.entries(options.users ?? {}));
   const machineClients = options.clients ?? ["ci-bot"];
   const personClient = options.personClient ?? "pamgate-cli";
+  const consoleClient = options.consoleClient ?? "pamgate-console";
   const groupsClaim = options.groupsClaim ?? "groups";
   const ttl = options.accessTokenTtlSeconds ?? 600;
   if (machineClients.includes(personClient))
@@ -310,7 +396,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
 
   const buildProvider = (): Provider => {
     const alg = signingAlg();
-    const provider = new ProviderClass(issuer, {
+    const provider: Provider = new ProviderClass(issuer, {
       adapter: DevAdapter,
       jwks: { keys },
       clients: [
@@ -328,9 +414,20 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
           response_types: [],
           redirect_uris: [],
         })),
+        {
+          client_id: consoleClient,
+          application_type: "native",
+          token_endpoint_auth_method: "none",
+          grant_types: ["authorization_code"],
+          response_types: ["code"],
+          redirect_uris: CONSOLE_REDIRECTS,
+        },
       ],
       clientDefaults: { id_token_signed_response_alg: alg },
       cookies: { keys: [randomBytes(32).toString("base64url")] },
+      interactions: {
+        url: async (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}`,
+      },
       features: {
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },
@@ -350,6 +447,12 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       ttl: {
         AccessToken: () => ttl,
         ClientCredentials: () => ttl,
+        // The browser login's artifacts (oidc-provider prints a notice for each one left at its default).
+        Interaction: 600,
+        Session: 8 * 3600,
+        Grant: 8 * 3600,
+        AuthorizationCode: 60,
+        IdToken: ttl,
       },
       extraTokenClaims: async (_ctx: unknown, token: TokenLike) => {
         const claims = token.kind === "AccessToken" && token.accountId ? userClaims(token.accountId) : {};
@@ -442,10 +545,19 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     return provider;
   };
 
-  let handler = buildProvider().callback();
+  let provider = buildProvider();
+  let handler = provider.callback();
   server.on("request", (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? "/", issuer).pathname;
     requestCounts.set(path, (requestCounts.get(path) ?? 0) + 1);
+    if (path.startsWith("/interaction/")) {
+      loginInteraction(provider, req, res, users, log).catch((err) => {
+        log.warn({ err: (err as Error).message }, "dev issuer: login page failed");
+        if (!res.headersSent) res.writeHead(400, { "content-type": "text/plain; charset=utf-8" });
+        res.end(`dev issuer: ${(err as Error).message}\n`);
+      });
+      return;
+    }
     handler(req, res);
   });
 
@@ -501,6 +613,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     audience,
     port,
     personClient,
+    consoleClient,
     groupsClaim,
     tokenEndpoint: `${issuer}/token`,
     jwksUri: `${issuer}/jwks`,
@@ -540,7 +653,8 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       const next = key ?? (await generateSigningKey());
       if (!next.kid) next.kid = await calculateJwkThumbprint(next);
       keys = [next, ...keys.filter((k) => k.kid !== next.kid)];
-      handler = buildProvider().callback();
+      provider = buildProvider();
+      handler = provider.callback();
       log.info({ issuer, kid: next.kid }, "dev issuer: rotated signing key");
       return next.kid;
     },

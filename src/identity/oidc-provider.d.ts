@@ -7,10 +7,17 @@ declare module "oidc-provider" {
     clientId: string;
   }
 
+  export interface OidcSession {
+    accountId?: string;
+    grantIdFor(clientId: string): string | undefined;
+    grantIdFor(clientId: string, grantId: string): void;
+  }
+
   export interface OidcContext {
     oidc: {
       client?: OidcClient;
       params?: Record<string, unknown>;
+      session?: OidcSession;
     };
     body: unknown;
     status: number;
@@ -47,6 +54,20 @@ declare module "oidc-provider" {
 
   export type Configuration = Record<string, unknown>;
 
+  export interface Grant {
+    jti?: string;
+    addOIDCScope(scope: string): void;
+    addResourceScope(resource: string, scope: string): void;
+    save(): Promise<string>;
+  }
+
+  export interface InteractionDetails {
+    uid: string;
+    params: Record<string, unknown>;
+    prompt: { name: string };
+    session?: { accountId?: string; uid?: string };
+  }
+
   export class Provider {
     constructor(issuer: string, configuration?: Configuration);
     readonly issuer: string;
@@ -69,6 +90,19 @@ declare module "oidc-provider" {
       info: ResourceServerInfo,
     ) => ResourceServer;
     on(event: string, listener: (...args: unknown[]) => void): this;
+    readonly Grant: (new (fields: {
+      accountId: string;
+      clientId: string;
+    }) => Grant) & {
+      find(id: string): Promise<Grant | undefined>;
+    };
+    interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<InteractionDetails>;
+    interactionFinished(
+      req: IncomingMessage,
+      res: ServerResponse,
+      result: Record<string, unknown>,
+      options?: { mergeWithLastSubmission?: boolean },
+    ): Promise<void>;
   }
 
   export class OIDCProviderError extends Error {
