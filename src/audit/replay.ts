@@ -53,20 +53,69 @@ interface ChunkBody {
   duration?: number;
 }
 
+/**
+ * Which recordings a scan collects: a cheap test on a chunk's body text first (most records in a spool belong to
+ * other sessions, and parsing each would cost more than the whole scan otherwise), then the exact test on its id.
+ */
+export interface RecordingSelector {
+  /** Every chunk body of a wanted recording starts with this text. */
+  prefix: string;
+  wants(recordingId: string): boolean;
+}
+
+/** One recording, by its exact id. */
+export function recordingById(recordingId: string): RecordingSelector {
+  return {
+    prefix: `{"session_id":${JSON.stringify(recordingId)},`,
+    wants: (id) => id === recordingId,
+  };
+}
+
+/** A session's own recording (its transcript) and its terminals `<session>/<n>`, n a number. */
+export function sessionRecordings(sessionId: string): RecordingSelector {
+  const terminal = `${sessionId}/`;
+  return {
+    // Without the closing quote: "abc" and "abc/1" both start so; "abcd" too, which wants() then refuses.
+    prefix: `{"session_id":${JSON.stringify(sessionId).slice(0, -1)}`,
+    wants: (id) =>
+      id === sessionId || (id.startsWith(terminal) && /^[0-9]+$/.test(id.slice(terminal.length))),
+  };
+}
+
+/**
+ * Collects the chunks of every recording the selector wants, in one pass over records in seq order, and
+ * assembles each. Recordings without a chunk are absent from the map.
+ */
+export async function loadRecordings(
+  records: AsyncIterable<SpoolRecord>,
+  selector: RecordingSelector,
+): Promise<Map<string, SessionRecording>> {
+  const byId = new Map<string, Map<number, ChunkBody>>();
+  for await (const r of records) {
+    if (r.kind !== "recording" || !r.body.startsWith(selector.prefix)) continue;
+    const body = JSON.parse(r.body) as ChunkBody;
+    if (typeof body.session_id !== "string" || !selector.wants(body.session_id)) continue;
+    let chunks = byId.get(body.session_id);
+    if (!chunks) {
+      chunks = new Map();
+      byId.set(body.session_id, chunks);
+    }
+    if (!chunks.has(body.part)) chunks.set(body.part, body); // a re-shipped duplicate is the same chunk
+  }
+  const out = new Map<string, SessionRecording>();
+  for (const [id, chunks] of byId) out.set(id, assemble(id, chunks));
+  return out;
+}
+
 /** Collects the chunks of one session from records in seq order. Null when there are none. */
 export async function loadRecording(
   records: AsyncIterable<SpoolRecord>,
   sessionId: string,
 ): Promise<SessionRecording | null> {
-  const prefix = `{"session_id":${JSON.stringify(sessionId)},`;
-  const chunks = new Map<number, ChunkBody>();
-  for await (const r of records) {
-    if (r.kind !== "recording" || !r.body.startsWith(prefix)) continue;
-    const body = JSON.parse(r.body) as ChunkBody;
-    if (body.session_id !== sessionId) continue;
-    if (!chunks.has(body.part)) chunks.set(body.part, body); // a re-shipped duplicate is the same chunk
-  }
-  if (chunks.size === 0) return null;
+  return (await loadRecordings(records, recordingById(sessionId))).get(sessionId) ?? null;
+}
+
+function assemble(sessionId: string, chunks: Map<number, ChunkBody>): SessionRecording {
   const parts = [...chunks.keys()].sort((a, b) => a - b);
   const last = parts[parts.length - 1] as number;
   const missing: number[] = [];
@@ -119,6 +168,11 @@ export function recordingFile(rec: SessionRecording): string {
   const lines = [JSON.stringify(rec.header)];
   for (const e of rec.events) lines.push(JSON.stringify(e));
   return `${lines.join("\n")}\n`;
+}
+
+/** A terminal recording as the .cast file `pamgate replay --cast` prints; null for a transcript. */
+export function castFile(rec: SessionRecording): string | null {
+  return rec.format === "asciicast-v2" ? recordingFile(rec) : null;
 }
 
 export interface PlayOptions {

@@ -6,6 +6,7 @@
 // bytes that were not UTF-8 are U+FFFD in the .cast, and exact here).
 import { spoolRecords } from "../audit/reader.js";
 import {
+  castFile,
   loadRecording,
   playTerminal,
   postgresRecordingRecords,
@@ -80,7 +81,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (values.cast) {
-    process.stdout.write(recordingFile(rec));
+    process.stdout.write(castFile(rec) as string); // the same text the web console's loadCast serves
     return 0;
   }
   if (values.raw) {
