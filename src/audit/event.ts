@@ -31,6 +31,11 @@ export interface DecisionContext {
    * verdict's (another array) are also written out with their messages, as `reasons`.
    */
   reasons?: ReadonlyArray<{ code: string; message?: string }>;
+  /**
+   * The command as the audit trail may show it (pamgate's `command_text`): what the console's search matches
+   * when the policy input has no text of it (PostgreSQL's is the statement with its literals replaced).
+   */
+  command_text?: string;
 }
 
 export interface EventOptions {
@@ -135,6 +140,7 @@ export function buildDecisionEvent(
   if (context.reasons && context.reasons !== decision.verdict.reasons)
     json += `,"reasons":${JSON.stringify(context.reasons.map((r) => ({ code: r.code, message: r.message ?? "" })))}`;
   json += `,"approval_id":${JSON.stringify(typeof approval === "string" ? approval : null)}`;
+  if (context.command_text !== undefined) json += `,"command_text":${JSON.stringify(context.command_text)}`;
   if (parts.maskError) json += `,"mask_error":${JSON.stringify(parts.maskError)}`;
   json += "}";
   const out: DecisionEvent = { decision_id: decision.decision_id, session_id: sessionId, json };

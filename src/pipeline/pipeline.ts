@@ -40,6 +40,12 @@ export interface CommandRequest {
   /** A stable fingerprint of the command (literals removed), which approval grants are keyed by. */
   fingerprint: string;
   /**
+   * The command as the audit trail may show it (the decision event's `command_text`, searched by the console):
+   * for PostgreSQL the statement with its literals replaced, per listeners.postgres.transcript.statement_text.
+   * Absent: the event shows only what the policy input has.
+   */
+  logText?: string;
+  /**
    * The command's identity for the engine's verdict memo (see DecisionEngine.evaluateCommand): requests with the
    * same key must carry the same `command`. Adapters whose analysis is cached pass the cached object; without a
    * key every command is evaluated.
@@ -81,7 +87,13 @@ export interface Outcome {
 export interface AuditPort {
   recordDecision(
     decision: Decision,
-    ctx: { session: SessionContext; action: string; approvalId: string | null; reasons: Reason[] },
+    ctx: {
+      session: SessionContext;
+      action: string;
+      approvalId: string | null;
+      reasons: Reason[];
+      commandText?: string;
+    },
   ): Promise<AuditAck | undefined>;
 }
 
@@ -277,7 +289,7 @@ export class CommandPipeline {
       });
       p.approvalId = request.id;
       // The request itself is a decision on record: who asked, for what, and why it needs approval.
-      await this.record(session, decision, "approve", verdict.reasons, request.id);
+      await this.record(session, p, "approve", verdict.reasons, request.id);
       hooks.onHold?.(request.id, verdict);
       const timeoutMs = this.options.approvalTimeoutMs ?? 5 * 60_000;
       const outcome = await approvals.waitForOutcome(request.id, { timeoutMs, signal: hooks.signal });
@@ -302,12 +314,18 @@ export class CommandPipeline {
    */
   private async record(
     session: SessionContext,
-    decision: Decision,
+    p: Plan,
     action: string,
     reasons: Reason[],
     approvalId: string | null,
   ): Promise<AuditAck | undefined> {
-    return this.options.audit?.recordDecision(decision, { session, action, approvalId, reasons });
+    return this.options.audit?.recordDecision(p.decision, {
+      session,
+      action,
+      approvalId,
+      reasons,
+      commandText: p.req.logText,
+    });
   }
 
   /**
@@ -332,7 +350,7 @@ export class CommandPipeline {
     }
     // Every plan is settled by now (approvals resolved), so nothing is left at "approve".
     const results = await Promise.allSettled(
-      plans.map((p) => this.record(session, p.decision, p.action, p.reasons, p.approvalId)),
+      plans.map((p) => this.record(session, p, p.action, p.reasons, p.approvalId)),
     );
     let failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     let durable = failed ? null : durableOf(results as PromiseFulfilledResult<AuditAck | undefined>[]);

@@ -276,6 +276,7 @@ export class ProxySession {
       (stmt): CommandRequest => ({
         command: stmt.command,
         text: stmt.text,
+        logText: transcriptText(stmt, this.deps.transcript?.statementText, this.deps.transcript?.secrets),
         fingerprint: stmt.command.fingerprint,
         memoKey: stmt.command,
         refusal: stmt.refusal,
