@@ -27,6 +27,7 @@ import type { Queryable } from "../store/store.js";
 import { type Logger, silentLogger } from "../util/log.js";
 import { approvalEventRoutes } from "./approval-events.js";
 import { approvalRoutes } from "./approvals.js";
+import { type AuditSource, auditRoutes } from "./audit.js";
 import { Rights } from "./auth.js";
 import { type ConsoleLoginOptions, consoleRoutes } from "./console.js";
 import type { ConsoleAssets } from "./console-assets.js";
@@ -75,6 +76,8 @@ export interface ApiDeps {
   bodyLimit?: number;
   /** Who may search the audit trail and replay sessions (default: adminGroups). */
   auditGroups?: string[];
+  /** The audit trail to search and replay (/v1/audit, /v1/sessions); absent: those routes are not served. */
+  audit?: AuditSource;
   /** The web console: its built app and its OIDC sign-in. */
   console?: { assets?: () => Promise<ConsoleAssets>; login?: ConsoleLoginOptions };
 }
@@ -122,6 +125,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   registerOpenApi(app, VERSION);
   app.register(approvalEventRoutes, { verifier: deps.verifier, approvals: deps.approvals, rights, log });
   app.register(approvalRoutes, { verifier: deps.verifier, approvals: deps.approvals, rights });
+  if (deps.audit) app.register(auditRoutes, { verifier: deps.verifier, rights, source: deps.audit });
   app.register(consoleRoutes, {
     verifier: deps.verifier,
     rights,

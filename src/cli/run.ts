@@ -21,8 +21,10 @@ export async function runCommand(argv: string[]): Promise<number> {
     if (cluster.isPrimary) return runPrimary(workers, log);
   }
   const peers = peerChannel();
+  // The console's audit search reads every worker's spool: the directory above the worker's own.
+  const auditRoot = config.audit?.dir;
   if (peers) config = workerConfig(config, peers.index);
-  const gw = await startGateway(config, { log, peers: peers ?? undefined });
+  const gw = await startGateway(config, { log, peers: peers ?? undefined, auditRoot });
   log.info(
     {
       ...(peers ? { worker: peers.index, pid: process.pid } : {}),

@@ -3,11 +3,19 @@
 // module; this file only wires them and owns their shutdown order.
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { AuditSource } from "../api/audit.js";
 import type { ConsoleLoginOptions } from "../api/console.js";
 import { consoleAssets } from "../api/console-assets.js";
 import { buildApi, ObservableApprovalService } from "../api/index.js";
 import type { ApprovalService } from "../approvals/service.js";
 import { AuditTrail, registerAuditStatus, type SinkConfig, type SpoolIo } from "../audit/index.js";
+import { spoolRecords } from "../audit/reader.js";
+import {
+  findSpoolDirs,
+  PostgresDecisionSearch,
+  postgresSessionRecords,
+  SpoolDecisionSearch,
+} from "../audit/search.js";
 import { FileBundleSource, PolicyFolderSource } from "../bundles/file-source.js";
 import { HttpBundleSource } from "../bundles/http-source.js";
 import { BundleManager } from "../bundles/manager.js";
@@ -45,6 +53,8 @@ export interface GatewayExtras {
   auditIo?: SpoolIo;
   /** In a worker of `workers: N`: the channel to the other workers (workers.ts). */
   peers?: PeerChannel;
+  /** Where the API's audit search looks for spools (default audit.dir; a worker's parent holds every worker's). */
+  auditRoot?: string;
 }
 
 export interface Gateway {
@@ -81,6 +91,41 @@ function issuerConfigs(config: GatewayConfig): IssuerConfig[] {
     leewaySeconds: i.leeway_seconds,
     allowInsecureHttp: i.allow_insecure_http,
   }));
+}
+
+/**
+ * What the API's audit search and session replay read: the PostgreSQL sink's table when there is one (every
+ * replica's records, up to the shipping delay), else the spools under `root` (every worker's).
+ */
+function auditSource(audit: NonNullable<GatewayConfig["audit"]>, root = audit.dir): AuditSource {
+  const pgSink = (audit.sinks ?? []).map((s) => sinkConfig(s)).find((s) => s.type === "postgres");
+  if (pgSink?.type === "postgres") {
+    const table = pgSink.table ?? "pamgate_audit";
+    const search = new PostgresDecisionSearch(pgSink.url, { table });
+    return {
+      kind: "postgres",
+      search,
+      sessionRecords: (id) => () => postgresSessionRecords(pgSink.url, table, id),
+      close: () => search.close(),
+    };
+  }
+  let dirs: Promise<string[]> | null = null;
+  // Looked up per search, so a worker's spool created after the start is found (an empty root: none yet).
+  const spools = () => {
+    dirs ??= findSpoolDirs(root).finally(() => {
+      dirs = null;
+    });
+    return dirs;
+  };
+  return {
+    kind: "spool",
+    search: { searchDecisions: async (q) => new SpoolDecisionSearch(await spools()).searchDecisions(q) },
+    // Every record of every spool: loadSessionView picks the session's (a spool has no index by session).
+    sessionRecords: () =>
+      async function* () {
+        for (const dir of await spools()) yield* spoolRecords(dir);
+      },
+  };
 }
 
 /**
@@ -253,6 +298,7 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
             requested_by: ctx.session.clientAddr,
             action: ctx.action,
             reasons: ctx.reasons,
+            command_text: ctx.commandText,
           }),
       };
     } else {
@@ -316,6 +362,7 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
         adminGroups: config.approvals?.admin_groups ?? [],
         approverGroups: config.approvals?.approver_groups,
         auditGroups: config.listeners.api.audit_groups,
+        audit: config.audit ? auditSource(config.audit, extras.auditRoot) : undefined,
         console: {
           assets: consoleAssets,
           login: consoleLogin(config.listeners.api.console, issuers, devIssuer),
