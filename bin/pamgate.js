@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The pamgate command. Runs the compiled dist/ (npm run build) when it is up to date, so production runs no
 // TypeScript loader; otherwise the TypeScript sources through tsx, so a checkout works without a build step.
-// "Up to date": dist/.build-stamp is newer than every file under src/ (a stale build never runs).
+// "Up to date": dist/.build-stamp is newer than every file under src/ and web/ (a stale build never runs).
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,8 +15,11 @@ function builtAndCurrent() {
   const src = join(root, "src");
   if (!existsSync(src)) return true; // an installed package: dist/ is all there is
   const built = statSync(stamp).mtimeMs;
-  for (const entry of readdirSync(src, { recursive: true, withFileTypes: true })) {
-    if (entry.isFile() && statSync(join(entry.parentPath, entry.name)).mtimeMs > built) return false;
+  for (const dir of [src, join(root, "web")]) {
+    if (!existsSync(dir)) continue;
+    for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+      if (entry.isFile() && statSync(join(entry.parentPath, entry.name)).mtimeMs > built) return false;
+    }
   }
   return true;
 }

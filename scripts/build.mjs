@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm run build: compiles src/ to dist/ with tsc (tsconfig.build.json), copies the files src/ reads at run time
-// beside its modules (seed.sql), and stamps the build. bin/pamgate.js runs dist/ only while the stamp is newer
+// beside its modules (seed.sql), bundles the web console into dist/web, and stamps the build. bin/pamgate.js runs dist/ only while the stamp is newer
 // than every source file, so an edit never runs stale code; a published package has only dist/.
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -27,5 +27,8 @@ for (const entry of readdirSync(src, { recursive: true, withFileTypes: true })) 
   copyFileSync(from, to);
   assets++;
 }
+// The web console, bundled by esbuild into dist/web (src/api/console-assets.ts serves it from there).
+const { buildConsole } = await import("../web/build.mjs");
+await buildConsole({ outdir: join(dist, "web"), minify: true });
 writeFileSync(join(dist, ".build-stamp"), `${new Date().toISOString()}\n`);
 process.stdout.write(`built ${dist} (${assets} asset file${assets === 1 ? "" : "s"} copied)\n`);

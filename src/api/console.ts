@@ -311,7 +311,7 @@ export const consoleRoutes: FastifyPluginAsync<ConsoleRoutesOptions> = async (ap
 
   // The app: index.html for /console/, its files under /console/assets/. Strict CSP: everything is ours.
   const csp =
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
   const assets = async (): Promise<ConsoleAssets | undefined> => options.assets?.();
   app.get("/console/", { schema: { hide: true } }, async (_request, reply) => {

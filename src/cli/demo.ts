@@ -53,7 +53,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
     ],
     store: { type: "embedded", dir: join(dataDir, "store") },
     audit: { dir: join(dataDir, "audit") },
-    approvals: { wait_timeout_s: 300 },
+    // dba members approve DDL and, as admins, search the audit trail and replay sessions in the console.
+    approvals: { wait_timeout_s: 300, admin_groups: ["dba"] },
   };
   const gw = await startGateway(config, {
     log,
@@ -73,6 +74,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     "pamgate is running on embedded DEVELOPMENT defaults (loopback only; tokens from a development issuer).",
     `  PostgreSQL gateway  127.0.0.1:${port}   resource "orders-db" (env=production), an embedded demo database`,
     `  policy              ${packagePath("policies")} (rebuilt with opa on every save; revision ${gw.engine.revision})`,
+    `  web console         http://127.0.0.1:${gw.api?.port}/console/  (sign in as bob: approvals, audit search, session replay)`,
     `  control-plane API   http://127.0.0.1:${gw.api?.port}  (approvals, /metrics, /openapi.json)`,
     `  identity            ${issuer.issuer} (development issuer)`,
     `  audit spool         ${join(dataDir, "audit")}  (follow it: node ${packagePath("bin", "pamgate.js")} audit tail --spool ${join(dataDir, "audit")} --follow)`,
@@ -93,7 +95,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
     `${psql("CIBOT", "SELECT id, total FROM orders WHERE id = 42")}       # allow`,
     `${psql("CIBOT", "UPDATE orders SET status = 'paid' WHERE id = 42")}  # block: machines only read`,
     "",
-    "While Alice's ALTER TABLE waits, Bob approves it from another shell (the id is in the NOTICE):",
+    `While Alice's ALTER TABLE waits, Bob approves it in the web console (http://127.0.0.1:${gw.api?.port}/console/)`,
+    "or from another shell (the id is in the NOTICE):",
     `  PAMGATE_API=http://127.0.0.1:${gw.api?.port} PAMGATE_TOKEN="$BOB" node ${packagePath("bin", "pamgate.js")} approvals approve <id>`,
     "",
     ...(ssh
