@@ -240,7 +240,7 @@ t.test("a rolling bundle update, one replica at a time, with sessions open on bo
   ];
   t.equal(after.length, 1);
   t.equal(
-    (after[0]?.bundles as Record<string, { revision: string }>).pamgate?.revision,
+    (after[0]?.bundles as Record<string, { revision: string }> | undefined)?.pamgate?.revision,
     "rev-2",
     "new decisions are made and recorded with the new revision",
   );
