@@ -190,6 +190,13 @@ export class Spool {
   private needsRotation = false;
 
   private unavailable: AuditUnavailableError | null = null;
+  /**
+   * The last write's failure (a full disk, an I/O error), until a write succeeds or, for a full disk, room is
+   * seen again. The spool stays open — the next write may succeed — but its status says it cannot record, so
+   * readiness drops and a load balancer stops sending work while every command is being blocked.
+   */
+  private writeFailure: AuditUnavailableError | null = null;
+  private writeProbe: NodeJS.Timeout | null = null;
   private retryAt = 0;
   private opening: Promise<void> | null = null;
   private closed = false;
@@ -240,8 +247,8 @@ export class Spool {
     return {
       dir: this.dir,
       spool_id: this.spoolId,
-      available: !this.unavailable && !full,
-      reason: this.unavailable?.reason ?? (full ? this.fullReason() : null),
+      available: !this.unavailable && !this.writeFailure && !full,
+      reason: this.unavailable?.reason ?? this.writeFailure?.reason ?? (full ? this.fullReason() : null),
       used_bytes: this.usedBytes,
       max_bytes: this.maxBytes,
       segments: this.segments.length,
@@ -342,6 +349,7 @@ export class Spool {
     if (this.closed) return;
     await this.idle();
     this.closed = true;
+    this.clearWriteFailure();
     if (this.fd >= 0) {
       await this.io.close(this.fd).catch(() => {});
       this.fd = -1;
@@ -476,6 +484,7 @@ export class Spool {
         this.dirtyTail = true;
       }
       this.refuse(items, e);
+      this.noteWriteFailure(e);
       this.log.error({ err: e.reason, records: items.length }, "audit spool write failed; records refused");
       return;
     } finally {
@@ -486,6 +495,7 @@ export class Spool {
       this.refuse(items, this.lastSyncError ?? new AuditUnavailableError("audit spool write failed"));
       return;
     }
+    if (this.writeFailure) this.clearWriteFailure();
     this.writeSeq = seq;
     this.writeHash = prev;
     this.writeOffset = startOffset + off;
@@ -667,6 +677,31 @@ export class Spool {
       if (st.size !== 0) throw err;
       return this.io.open(path, "r+");
     }
+  }
+
+  private noteWriteFailure(e: AuditUnavailableError): void {
+    this.writeFailure = e;
+    if (this.writeProbe) return;
+    // Without traffic no write would tell that the disk has room again: look every retryMs. A full disk is
+    // back once a batch fits; any other error is given the next write's chance after one interval.
+    this.writeProbe = setInterval(() => {
+      const failure = this.writeFailure;
+      if (!failure) return this.clearWriteFailure();
+      if (failure.code !== "ENOSPC") return this.clearWriteFailure();
+      fsp.statfs(this.dir).then(
+        (fs) => {
+          if (fs.bavail * fs.bsize >= this.batchBytes + RECORD_OVERHEAD) this.clearWriteFailure();
+        },
+        () => {},
+      );
+    }, this.retryMs);
+    this.writeProbe.unref();
+  }
+
+  private clearWriteFailure(): void {
+    this.writeFailure = null;
+    if (this.writeProbe) clearInterval(this.writeProbe);
+    this.writeProbe = null;
   }
 
   private ioError(what: string, err: unknown): AuditUnavailableError {

@@ -23,6 +23,10 @@ export interface PostgresServer {
   bin: string;
   /** The postmaster's process id (benchmarks pin it, and so every backend it forks, to a CPU). */
   pid: number;
+  /** Stops the server but keeps its data (chaos tests: the database goes away). */
+  down(): Promise<void>;
+  /** Starts it again on the same data and port after down(). */
+  up(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -126,52 +130,70 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
   ];
   writeFileSync(join(dataDir, "postgresql.conf"), `${conf.join("\n")}\n`, { flag: "a" });
 
-  const proc: ChildProcess = spawn(join(bin, "postgres"), ["-D", dataDir], {
-    stdio: ["ignore", "ignore", "pipe"],
-    ...serverUser(),
-  });
+  let proc: ChildProcess;
   let log = "";
-  proc.stderr?.on("data", (c: Buffer) => {
-    log = (log + c.toString()).slice(-8000);
-  });
-  const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+  let exited: Promise<void>;
+  const launch = () => {
+    proc = spawn(join(bin, "postgres"), ["-D", dataDir], {
+      stdio: ["ignore", "ignore", "pipe"],
+      ...serverUser(),
+    });
+    proc.stderr?.on("data", (c: Buffer) => {
+      log = (log + c.toString()).slice(-8000);
+    });
+    exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+  };
+  const halt = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill("SIGINT"); // fast shutdown
+      const timer = setTimeout(() => proc.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+  };
+  const ready = async () => {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`postgres exited during start-up:\n${log}`);
+      try {
+        execFileSync(join(bin, "pg_isready"), ["-h", "127.0.0.1", "-p", String(port), "-q"]);
+        return;
+      } catch {
+        if (Date.now() > deadline) {
+          await server.stop();
+          throw new Error(`postgres did not become ready within 30 s:\n${log}`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  };
+  launch();
 
   const server: PostgresServer = {
     host: "127.0.0.1",
     port,
-    pid: proc.pid as number,
+    get pid() {
+      return proc.pid as number;
+    },
     user,
     password,
     database,
     url: `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`,
     dataDir,
     bin,
+    down: halt,
+    async up() {
+      launch();
+      await ready();
+    },
     async stop() {
-      if (proc.exitCode === null) {
-        proc.kill("SIGINT"); // fast shutdown
-        const timer = setTimeout(() => proc.kill("SIGKILL"), 5000);
-        await exited;
-        clearTimeout(timer);
-      }
+      await halt();
       rmSync(root, { recursive: true, force: true });
     },
   };
 
   // Wait until it accepts connections, then create the test database.
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`postgres exited during start-up:\n${log}`);
-    try {
-      execFileSync(join(bin, "pg_isready"), ["-h", "127.0.0.1", "-p", String(port), "-q"]);
-      break;
-    } catch {
-      if (Date.now() > deadline) {
-        await server.stop();
-        throw new Error(`postgres did not become ready within 30 s:\n${log}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  await ready();
   const psqlEnv = { ...process.env, PGPASSWORD: password };
   execFileSync(
     "psql",

@@ -212,9 +212,12 @@ t.test(
       t.equal(err.code, "ENOSPC");
     }
     t.equal(statSync(seg).size, size, "the partial write was cut off");
+    t.equal(spool.status().available, false, "the status says it cannot record (readiness drops)");
+    t.match(spool.status().reason, /ENOSPC/);
 
     state.failWrite = null; // space returns
     const r = await spool.record("decision", body(12));
+    t.equal(spool.status().available, true, "a successful write makes it available again");
     t.equal(r.seq, 11, "the refused records' numbers are reused: no gap in the chain");
     await spool.close();
     const v = await verifySpool(dir);
