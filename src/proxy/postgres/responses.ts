@@ -48,8 +48,20 @@ export type Expectation =
 export class ExpectationQueue {
   private items: Expectation[] = [];
   private head = 0;
+  /**
+   * The server is discarding messages until Sync (skipToSync found no Sync queued): what the proxy forwards
+   * meanwhile gets no answer, so its expectations are not kept. Without this, a Query the server discarded kept
+   * its expectation, the answers of every later message were matched one expectation off, and a masked result
+   * was taken for another statement's and passed unmasked (regression tests: test/unit/pg-expectations.test.ts,
+   * test/integration/fuzz-gateway.test.ts).
+   */
+  private skipping = false;
 
   push(e: Expectation): void {
+    if (this.skipping) {
+      if (e.kind !== "sync") return;
+      this.skipping = false;
+    }
     this.items.push(e);
   }
 
@@ -75,6 +87,8 @@ export class ExpectationQueue {
    */
   skipToSync(): void {
     while (this.peek() && this.peek()?.kind !== "sync") this.shift();
+    // No Sync forwarded yet: the server goes on discarding until the client sends one.
+    if (!this.peek()) this.skipping = true;
   }
 
   get length(): number {

@@ -221,7 +221,9 @@ export function decodeStartup(frame: Frame): StartupPacket {
       "0A000",
     );
   }
-  const params: Record<string, string> = {};
+  // No prototype: a parameter named "__proto__" is a parameter like any other (on a plain object the assignment
+  // would be ignored and the parameter silently dropped; found by test/unit/fuzz-pg-wire.test.ts).
+  const params: Record<string, string> = Object.create(null);
   while (r.offset < frame.raw.length - 1) {
     const key = r.cstring();
     if (key === "") break;

@@ -121,8 +121,9 @@ interface Ctx {
 const DEFAULT_MAX_DEPTH = 4;
 const DEFAULT_MAX_BYTES = 64 * 1024;
 /**
- * Syntax nesting (tree levels) walked at most. The walk is recursive; real lines stay far below this, and it
- * bounds both the JavaScript stack and the time a 64 KiB line of `((((…` or `a && a && …` can cost.
+ * Syntax nesting (tree levels) walked at most, by default (listeners.ssh.max_command_nesting). The walk is
+ * recursive; real lines stay far below this, and it bounds both the JavaScript stack and the time a 64 KiB line of
+ * `((((…` or `a && a && …` can cost.
  */
 const MAX_NESTING = 500;
 
@@ -220,11 +221,14 @@ export async function loadCommandLineParser(options?: {
   maxDepth?: number;
   /** Longest line accepted, in UTF-8 bytes; default 64 KiB. */
   maxBytes?: number;
+  /** Syntax nesting (subshells, $(…), groups, && chains) walked at most; default 500. */
+  maxNesting?: number;
 }): Promise<CommandLineParser> {
   const parser = await sharedParser();
   const maxDepth = options?.maxDepth ?? DEFAULT_MAX_DEPTH;
   const maxBytes = options?.maxBytes ?? DEFAULT_MAX_BYTES;
-  return { parse: (line) => new Run(parser, maxDepth, maxBytes).line(line) };
+  const maxNesting = options?.maxNesting ?? MAX_NESTING;
+  return { parse: (line) => new Run(parser, maxDepth, maxBytes, maxNesting).line(line) };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -889,6 +893,7 @@ class Run {
     private readonly parser: Parser,
     private readonly maxDepth: number,
     private readonly maxBytes: number,
+    private readonly maxNesting: number = MAX_NESTING,
   ) {}
 
   line(line: string): ParsedLine {
@@ -934,10 +939,10 @@ class Run {
   }
 
   private walk(node: Node, ctx: Ctx, level: number): void {
-    if (level > MAX_NESTING)
+    if (level > this.maxNesting)
       throw new CommandLineError(
         "too_deep",
-        `${ctx.where}the command line nests deeper than ${MAX_NESTING} levels`,
+        `${ctx.where}the command line nests deeper than ${this.maxNesting} levels`,
       );
     const type = node.type;
     if (LEAVES.has(type)) return;
@@ -1029,6 +1034,7 @@ class Run {
    */
   private command(node: Node, extra: Node[], ctx: Ctx, level: number): void {
     const parts = extra.length ? [...node.children, ...extra] : node.children;
+    oneLine(parts, ctx);
     const groups: Node[][] = [];
     const assigns: string[] = [];
     let stdin: Stdin | null = null;
@@ -1104,6 +1110,7 @@ class Run {
   /** export / declare / local / readonly / typeset / unset: reported as the builtin, assignments by name. */
   private declaration(node: Node, ctx: Ctx, level: number): void {
     const kids = node.children.filter(Boolean) as Node[];
+    oneLine(kids, ctx);
     const args: string[] = [];
     const assigns: string[] = [];
     for (let i = 1; i < kids.length; i++) {
@@ -1339,6 +1346,33 @@ function assignedName(assignment: Node): string {
   const name = assignment.childForFieldName("name");
   // a[i]=x assigns a.
   return (name?.type === "subscript" ? name.childForFieldName("name") : name)?.text ?? "";
+}
+
+/**
+ * Refuses a simple command whose parts tree-sitter took across a line break. tree-sitter-bash 0.25 misreads a
+ * pipeline of three or more commands followed by a line with && or || (`a | b | c` newline `rm -rf / && d`): the
+ * first words of the second line become arguments of `c`, so `rm` would never be reported as a program (found by
+ * test/unit/fuzz-ssh-command-line.test.ts). Bash never continues a simple command over an unescaped line break —
+ * only over backslash-newline — so such a break between the parts of one command (its words, assignments and
+ * redirections, and the words inside a redirection, up to a here-document's body) means the tree is wrong.
+ */
+function oneLine(parts: readonly (Node | null)[], ctx: Ctx): void {
+  let prevEnd = -1;
+  for (const n of parts) {
+    if (!n) continue;
+    if (n.type === "heredoc_body") return; // the body starts on the next line by definition
+    if (prevEnd >= 0 && n.startIndex > prevEnd) {
+      for (let i = prevEnd; i < n.startIndex; i++) {
+        if (ctx.src.charCodeAt(i) === 0x0a && ctx.src.charCodeAt(i - 1) !== 0x5c)
+          throw new CommandLineError(
+            "unparsable",
+            `${ctx.where}a line break at ${position(ctx.src, i)} is read as part of the command before it, which the gateway's parser gets wrong here; end that command with ';' before the line break`,
+          );
+      }
+    }
+    if (n.type.endsWith("_redirect")) oneLine(n.children, ctx);
+    prevEnd = n.endIndex;
+  }
 }
 
 function redirectParts(node: Node): { op: string; destinations: Node[] } {
