@@ -42,22 +42,28 @@ const capabilities = {
   wasm_abi_versions: sdk.wasm_abi_versions,
 };
 
-const out = join(root, "policies", "capabilities.json");
+// The example policy repository carries a copy, as a real policy repository would (examples/policy-repo).
+const outs = [
+  join(root, "policies", "capabilities.json"),
+  join(root, "examples", "policy-repo", "capabilities.json"),
+];
 const text = `${JSON.stringify(capabilities, null, 2)}\n`;
 
-if (process.argv.includes("--check")) {
-  let current = "";
-  try {
-    current = readFileSync(out, "utf8");
-  } catch {
-    // missing counts as out of date
+for (const out of outs) {
+  if (process.argv.includes("--check")) {
+    let current = "";
+    try {
+      current = readFileSync(out, "utf8");
+    } catch {
+      // missing counts as out of date
+    }
+    if (current !== text) {
+      console.error(`${out} is out of date; run node scripts/gen-capabilities.mjs`);
+      process.exit(1);
+    }
+    console.log(`${out} is up to date (${capabilities.builtins.length} builtins)`);
+  } else {
+    writeFileSync(out, text);
+    console.log(`wrote ${out} (${capabilities.builtins.length} builtins)`);
   }
-  if (current !== text) {
-    console.error(`${out} is out of date; run node scripts/gen-capabilities.mjs`);
-    process.exit(1);
-  }
-  console.log(`${out} is up to date (${capabilities.builtins.length} builtins)`);
-} else {
-  writeFileSync(out, text);
-  console.log(`wrote ${out} (${capabilities.builtins.length} builtins)`);
 }

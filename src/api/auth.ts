@@ -87,17 +87,24 @@ function intersects(a: readonly string[], b: readonly string[]): boolean {
   return a.some((g) => b.includes(g));
 }
 
-export class Rights {
-  private readonly adminGroups: readonly string[];
-  private readonly approverGroups: readonly string[] | null;
-  private readonly auditGroups: readonly string[];
+export interface RightsOptions {
+  adminGroups: readonly string[];
+  approverGroups?: readonly string[];
+  /** Who may search decisions and replay sessions; default the admin groups. */
+  auditGroups?: readonly string[];
+}
 
-  constructor(options: {
-    adminGroups: readonly string[];
-    approverGroups?: readonly string[];
-    /** Who may search decisions and replay sessions; default the admin groups. */
-    auditGroups?: readonly string[];
-  }) {
+export class Rights {
+  private adminGroups: readonly string[] = [];
+  private approverGroups: readonly string[] | null = null;
+  private auditGroups: readonly string[] = [];
+
+  constructor(options: RightsOptions) {
+    this.update(options);
+  }
+
+  /** Replaces the groups (a configuration reload); the next request is judged by the new ones. */
+  update(options: RightsOptions): void {
     this.adminGroups = [...options.adminGroups];
     this.auditGroups = [...(options.auditGroups ?? options.adminGroups)];
     // An empty list would lock every approver out; it is read as "not configured".

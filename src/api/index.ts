@@ -76,6 +76,11 @@ export interface ApiDeps {
   bodyLimit?: number;
   /** Who may search the audit trail and replay sessions (default: adminGroups). */
   auditGroups?: string[];
+  /**
+   * The rights object itself, instead of adminGroups/approverGroups/auditGroups: a gateway keeps it to change
+   * the groups at a configuration reload (Rights.update).
+   */
+  rights?: Rights;
   /** The audit trail to search and replay (/v1/audit, /v1/sessions); absent: those routes are not served. */
   audit?: AuditSource;
   /** The web console: its built app and its OIDC sign-in. */
@@ -114,11 +119,13 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     );
   });
 
-  const rights = new Rights({
-    adminGroups: deps.adminGroups,
-    approverGroups: deps.approverGroups,
-    auditGroups: deps.auditGroups,
-  });
+  const rights =
+    deps.rights ??
+    new Rights({
+      adminGroups: deps.adminGroups,
+      approverGroups: deps.approverGroups,
+      auditGroups: deps.auditGroups,
+    });
   const log = deps.log ?? silentLogger;
 
   // @fastify/swagger first: it collects the routes registered after it.

@@ -75,7 +75,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export class ApprovalService {
   private readonly store: Store;
   private readonly now: () => Date;
-  private readonly pendingTtlMs: number;
+  private pendingTtlMs: number;
   private readonly channel: string;
   private readonly log: Logger;
   private readonly waiters = new Waiters();
@@ -99,6 +99,11 @@ export class ApprovalService {
     this.channel = options.channel ?? "pamgate_approvals";
     assertChannel(this.channel);
     this.log = options.log ?? silentLogger;
+  }
+
+  /** When requests created from now on expire unanswered (a configuration reload). */
+  setPendingTtl(seconds: number): void {
+    this.pendingTtlMs = seconds * 1000;
   }
 
   /** Subscribes to the replicas' notifications and starts the expiry sweep. Idempotent; waitForOutcome calls it. */

@@ -342,6 +342,49 @@ export class AuditTrail {
     return this.pendingSinks.map((s) => sinkName(s));
   }
 
+  /**
+   * A configuration reload: ships to `sinks` from now on. A sink that stays (same name) keeps its shipper; a
+   * removed sink's shipper stops, and the spool no longer waits for it before deleting shipped segments; an
+   * added sink starts at its saved cursor, else at the oldest record still in the spool (as at start). Throws,
+   * changing nothing, for a malformed sink. Returns the names of the sinks added and removed.
+   */
+  async setSinks(sinks: SinkConfig[]): Promise<{ added: string[]; removed: string[] }> {
+    const names = new Set<string>();
+    for (const s of sinks) {
+      validateSink(s);
+      const name = sinkName(s);
+      if (names.has(name)) throw new Error(`two audit sinks are named "${name}"; give one a distinct name`);
+      names.add(name);
+    }
+    const before = new Set(this.pendingSinks.map((s) => sinkName(s)));
+    const added = [...names].filter((n) => !before.has(n));
+    const removed = [...before].filter((n) => !names.has(n));
+    await this.starting?.catch(() => {});
+    this.pendingSinks = sinks;
+    // Not started yet (the spool is not open): the new list is what will start.
+    if (!this.shippersStarted || this.closed) return { added, removed };
+    for (const shipper of this.shippers.filter((s) => !names.has(s.sink.name))) {
+      await shipper.stop();
+      this.shippers.splice(this.shippers.indexOf(shipper), 1);
+      this.sinks.splice(this.sinks.indexOf(shipper.sink), 1);
+    }
+    const spoolId = this.spool.id;
+    for (const config of sinks) {
+      if (!spoolId || this.shippers.some((s) => s.sink.name === sinkName(config))) continue;
+      const sink = this.buildSink(config, spoolId);
+      const shipper = new Shipper(this.spool, sink, {
+        logger: this.log,
+        backoff: this.config.backoff,
+        onAdvance: () => void this.release(),
+      });
+      await shipper.start();
+      this.sinks.push(sink);
+      this.shippers.push(shipper);
+    }
+    void this.release();
+    return { added, removed };
+  }
+
   /** Resolves true once every sink has acknowledged everything durable so far (false on timeout). */
   async waitForSinks(timeoutMs = 10_000): Promise<boolean> {
     const target = this.spool.lastSeq;

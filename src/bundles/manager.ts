@@ -26,7 +26,7 @@ export class BundleManager implements BundleLoader {
 
   constructor(
     readonly engine: DecisionEngine,
-    private readonly options: BundleManagerOptions = {},
+    private options: BundleManagerOptions = {},
   ) {
     this.log = options.log ?? silentLogger;
   }
@@ -49,6 +49,32 @@ export class BundleManager implements BundleLoader {
       this.unregister.push(this.options.status.register(`bundle:${source.name}`, () => source.status()));
     }
     await source.start(this);
+  }
+
+  /**
+   * A configuration reload: stops the running sources, then starts `next` (new instances: a stopped source is
+   * not started again), whose bundles are verified with `verification` from now on. Resolves with the error of
+   * the first new source that brought no bundle at its first attempt (a missing file, a rejected bundle, a
+   * server that answers nothing and no persisted copy): the caller then puts sources like the previous ones
+   * back. The active policy answers throughout: only a bundle that passes every check replaces it.
+   */
+  async replaceSources(
+    next: BundleSource[],
+    verification: BundleLoadOptions["verification"],
+  ): Promise<{ ok: true } | { ok: false; error: string }> {
+    for (const off of this.unregister.splice(0)) off();
+    await Promise.all(this.added.splice(0).map((s) => s.stop()));
+    this.options = { ...this.options, verification };
+    for (const s of next) {
+      try {
+        await this.addSource(s);
+      } catch (err) {
+        return { ok: false, error: `bundle source ${s.name} cannot start: ${errorText(err)}` };
+      }
+    }
+    const failed = next.find((s) => ["error", "not_ready"].includes(s.status().state));
+    if (!failed) return { ok: true };
+    return { ok: false, error: failed.status().message ?? `bundle source ${failed.name} brought no bundle` };
   }
 
   /** Verifies one archive and activates it if valid. Never throws. */

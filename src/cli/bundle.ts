@@ -24,12 +24,15 @@ async function build(argv: string[]): Promise<number> {
     revision: { type: "string" },
     "signing-key": { type: "string" },
     "signing-alg": { type: "string" },
+    capabilities: { type: "string" },
   });
   await mkdir(dirname(values.output), { recursive: true });
   const { revision, output } = await buildBundle({
     policies: values.policies,
     output: values.output,
     revision: values.revision,
+    // Default: the builtins of this pamgate's wasm engine (its policies/capabilities.json).
+    capabilities: values.capabilities,
     signingKey: values["signing-key"],
     signingAlg: values["signing-alg"],
   });

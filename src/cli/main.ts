@@ -23,6 +23,7 @@ commands:
   eval --input FILE [--bundle PATH]
                                evaluate one policy input and print the decision
   bundle build [--policies DIR] [--output FILE] [--revision REV] [--signing-key PEM] [--signing-alg ALG]
+               [--capabilities FILE]
                                compile Rego to a wasm bundle, revision = git commit
   bundle inspect BUNDLE [--verification-key PEM] [--verification-alg ALG]
                                show a bundle's revision, entrypoints, files and signature

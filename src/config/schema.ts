@@ -211,6 +211,27 @@ const ApprovalsSchema = Type.Object(
   closed,
 );
 
+/** What `pamgate run` does at SIGTERM/SIGINT (docs/deployment.md#signals). */
+const ShutdownSchema = Type.Object(
+  {
+    /** How long open sessions may go on after the listeners stop accepting (default 30). */
+    drain_timeout_s: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600 })),
+    /** How long the audit sinks get to ship what the spool holds before the process exits (default 10). */
+    ship_timeout_s: Type.Optional(Type.Integer({ minimum: 0, maximum: 600 })),
+  },
+  closed,
+);
+export type ShutdownConfig = Static<typeof ShutdownSchema>;
+
+/** Limits across listeners (each listener's own are in listeners.<protocol>: auth_timeout_s, …). */
+const LimitsSchema = Type.Object(
+  {
+    /** Sessions one requester (token subject) may have open at once, all protocols together (default 64). */
+    sessions_per_identity: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+  },
+  closed,
+);
+
 export const GatewayConfigSchema = Type.Object(
   {
     listeners: ListenersSchema,
@@ -222,6 +243,8 @@ export const GatewayConfigSchema = Type.Object(
     approvals: Type.Optional(ApprovalsSchema),
     /** Gateway processes sharing the listeners, one event loop each ("auto": one per core). Default 1. */
     workers: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 64 }), Type.Literal("auto")])),
+    limits: Type.Optional(LimitsSchema),
+    shutdown: Type.Optional(ShutdownSchema),
   },
   closed,
 );

@@ -12,6 +12,8 @@ export const GATEWAY_REASONS = {
   "identity.token_rejected": "the access token failed verification (the message names the check)",
   "identity.token_expired":
     "the session's access token expired; the session ends — reconnect with a fresh token",
+  "session.identity_limit":
+    "the requester already has limits.sessions_per_identity sessions open (all protocols), so a new one is refused",
   "engine.no_bundle": "no policy bundle is loaded yet, so every command is blocked",
   "engine.eval_error": "the policy threw while evaluating",
   "engine.undefined": "the policy gave no verdict for this input (give pamgate.main.verdict a default)",

@@ -4,9 +4,10 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AuditSource } from "../api/audit.js";
+import { Rights } from "../api/auth.js";
 import type { ConsoleLoginOptions } from "../api/console.js";
 import { consoleAssets } from "../api/console-assets.js";
-import { buildApi, ObservableApprovalService } from "../api/index.js";
+import { buildApi, ObservableApprovalService, WebhookNotifier } from "../api/index.js";
 import type { ApprovalService } from "../approvals/service.js";
 import { AuditTrail, registerAuditStatus, type SinkConfig, type SpoolIo } from "../audit/index.js";
 import { spoolRecords } from "../audit/reader.js";
@@ -16,9 +17,10 @@ import {
   postgresSessionRecords,
   SpoolDecisionSearch,
 } from "../audit/search.js";
+import type { BundleLoadOptions } from "../bundles/bundle.js";
 import { FileBundleSource, PolicyFolderSource } from "../bundles/file-source.js";
 import { HttpBundleSource } from "../bundles/http-source.js";
-import { BundleManager } from "../bundles/manager.js";
+import { BundleManager, type BundleSource } from "../bundles/manager.js";
 import { resolveCredential } from "../config/load.js";
 import type { ConsoleConfig, GatewayConfig, ResourceConfig } from "../config/schema.js";
 import type { Protocol } from "../decision/contract.js";
@@ -38,7 +40,9 @@ import { ADAPTERS } from "../proxy/registry.js";
 import { StatusRegistry } from "../status/status.js";
 import { openStore } from "../store/open.js";
 import type { Store } from "../store/store.js";
+import { errorText } from "../util/errors.js";
 import { type Logger, silentLogger } from "../util/log.js";
+import { planReload, resourceChanges } from "./reload.js";
 import { SessionOpener } from "./sessions.js";
 import type { PeerChannel } from "./workers.js";
 
@@ -72,8 +76,46 @@ export interface Gateway {
   devIssuer: DevIssuer | null;
   /** Every component's status (/readyz, /v1/status read it); a listener registers as `listener:<protocol>`. */
   status: StatusRegistry;
+  /** Closes everything now: open sessions are ended (PostgreSQL: FATAL 57P01), the audit spool is closed. */
   close(): Promise<void>;
+  /**
+   * The graceful shutdown of `pamgate run` at SIGTERM: /readyz answers 503 from now on, the listeners stop
+   * accepting, open sessions may go on for up to `drainMs` (or until `force` is aborted), then the rest are
+   * ended, every record is written and fsynced, and the sinks get up to `shipMs` to ship what the spool holds.
+   */
+  shutdown(options: ShutdownOptions): Promise<ShutdownReport>;
+  /** Whether shutdown() has started. */
+  readonly draining: boolean;
+  /**
+   * A configuration reload (SIGHUP): applies what can change without dropping a connection and reports what
+   * needs a restart (src/gateway/reload.ts lists both). Throws, leaving the running configuration in place,
+   * when the new one cannot be used (a credential that cannot be read, a bundle source that brings no bundle).
+   */
+  reload(next: GatewayConfig): Promise<ReloadReport>;
 }
+
+export interface ShutdownOptions {
+  drainMs: number;
+  shipMs: number;
+  /** Aborted: stop waiting for open sessions (a second Ctrl-C). */
+  force?: AbortSignal;
+}
+
+export interface ShutdownReport {
+  /** Sessions still open when the drain ended, which were then ended by the gateway. */
+  ended: number;
+  drainedMs: number;
+}
+
+export interface ReloadReport {
+  /** What changed and now applies (to new sessions, for resources). */
+  applied: string[];
+  /** What changed but is read only at start: it takes effect at the next restart. */
+  restartRequired: string[];
+}
+
+/** How long draining sessions are polled for. */
+const DRAIN_POLL_MS = 100;
 
 function sinkConfig(s: NonNullable<NonNullable<GatewayConfig["audit"]>["sinks"]>[number]): SinkConfig {
   const url = s.url ?? (s.url_env ? process.env[s.url_env] : undefined) ?? "";
@@ -174,13 +216,13 @@ function consoleLogin(
   };
 }
 
-async function loadPolicy(config: GatewayConfig, bundles: BundleManager, log: Logger): Promise<void> {
+/** The bundle source the policy section names (new instances each time: a stopped source is not restarted). */
+function policySources(config: GatewayConfig, log: Logger): BundleSource[] {
   const p = config.policy;
-  if (p.bundle) await bundles.addSource(new FileBundleSource({ path: p.bundle, log }));
-  else if (p.policies)
-    await bundles.addSource(new PolicyFolderSource({ build: { policies: p.policies }, log }));
-  else if (p.url) {
-    await bundles.addSource(
+  if (p.bundle) return [new FileBundleSource({ path: p.bundle, log })];
+  if (p.policies) return [new PolicyFolderSource({ build: { policies: p.policies }, log })];
+  if (p.url) {
+    return [
       new HttpBundleSource({
         url: p.url,
         minDelayMs: 10_000,
@@ -188,8 +230,31 @@ async function loadPolicy(config: GatewayConfig, bundles: BundleManager, log: Lo
         cacheDir: bundleCacheDir(config, log),
         log,
       }),
-    );
+    ];
   }
+  return [];
+}
+
+async function policyVerification(config: GatewayConfig): Promise<BundleLoadOptions["verification"]> {
+  const v = config.policy.verification;
+  if (!v) return undefined;
+  let key: string;
+  try {
+    key = await readFile(v.key_file, "utf8");
+  } catch (err) {
+    throw new Error(`policy.verification.key_file: cannot read ${v.key_file}: ${errorText(err)}`);
+  }
+  return { key, algorithm: v.algorithm, keyId: v.key_id };
+}
+
+/** Every resource as its adapter gets it, by protocol (credentials resolved: a missing secret throws). */
+async function adapterResources(
+  config: GatewayConfig,
+): Promise<Map<Protocol, AdapterResource<Record<string, unknown>>[]>> {
+  const resources = new Map<Protocol, AdapterResource<Record<string, unknown>>[]>();
+  for (const r of config.resources)
+    resources.set(r.kind, [...(resources.get(r.kind) ?? []), await adapterResource(r)]);
+  return resources;
 }
 
 /**
@@ -214,29 +279,33 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
     for (const c of closers.splice(0).reverse())
       await c().catch((err) => log.warn({ err: String(err) }, "shutdown step failed"));
   };
+  /** The configuration running now (a reload replaces it). */
+  let current = config;
+  /** How long the audit sinks get at close (shutdown() sets it). */
+  let shipMs = 0;
+  let draining = false;
   try {
     // Credentials first: a missing secret is a configuration error, reported before anything starts.
-    const resources = new Map<Protocol, AdapterResource<Record<string, unknown>>[]>();
-    for (const r of config.resources)
-      resources.set(r.kind, [...(resources.get(r.kind) ?? []), await adapterResource(r)]);
+    let resources = await adapterResources(config);
     const status = new StatusRegistry();
+    status.register("lifecycle", () =>
+      draining
+        ? {
+            state: "not_ready",
+            message: "draining: the gateway is shutting down and refuses new connections",
+          }
+        : { state: "ok" },
+    );
     const engine = new DecisionEngine();
     status.register("engine", () => engine.componentStatus());
-    const verification = config.policy.verification
-      ? {
-          key: await readFile(config.policy.verification.key_file, "utf8"),
-          algorithm: config.policy.verification.algorithm,
-          keyId: config.policy.verification.key_id,
-        }
-      : undefined;
     const bundles = new BundleManager(engine, {
-      verification,
+      verification: await policyVerification(config),
       log,
       onLoad: (r) => metrics.bundleLoads.inc({ outcome: r.ok ? "activated" : "rejected" }),
       status, // each source reports as bundle:<name>
     });
     closers.push(() => bundles.close());
-    await loadPolicy(config, bundles, log);
+    for (const source of policySources(config, log)) await bundles.addSource(source);
 
     let devIssuer: DevIssuer | null = null;
     const issuers = issuerConfigs(config);
@@ -276,6 +345,7 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
 
     let audit: AuditTrail | null = null;
     let auditPort: AuditPort | undefined;
+    let unregisterAudit = () => {};
     if (config.audit) {
       const trail = await AuditTrail.open(
         {
@@ -288,8 +358,9 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
         { logger: log, io: extras.auditIo },
       );
       audit = trail;
-      closers.push(() => trail.close());
-      registerAuditStatus(status, trail); // audit.spool, audit.sink:<name>
+      // Every record written and fsynced (spool.idle), the sinks given shipMs to ship, then the spool closed.
+      closers.push(() => trail.close({ drainMs: shipMs }));
+      unregisterAudit = registerAuditStatus(status, trail); // audit.spool, audit.sink:<name>
       auditPort = {
         recordDecision: (decision, ctx) =>
           trail.recordDecision(decision, {
@@ -311,8 +382,16 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
       log,
     });
 
-    const sessions = new SessionOpener({ auth: verifier, audit, log });
+    const sessions = new SessionOpener({
+      auth: verifier,
+      audit,
+      log,
+      maxSessionsPerIdentity: config.limits?.sessions_per_identity,
+    });
+    // Before the listeners' closers: at close, sessions end first, then their last records are awaited.
+    closers.push(() => sessions.settled());
     const listeners: Gateway["listeners"] = {};
+    const running = new Map<Protocol, AdapterListener>();
     for (const adapter of ADAPTERS as readonly ProtocolAdapter[]) {
       // Validated against this adapter's listener schema when the configuration was loaded.
       const listenConfig = (config.listeners as Record<string, ListenerBaseConfig | undefined>)[
@@ -346,12 +425,25 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
         await listener.close();
       });
       listeners[adapter.protocol] = await listener.listen();
+      running.set(adapter.protocol, listener);
     }
 
+    // The webhook hears of every new approval request; a reload may replace it.
+    let webhook: WebhookNotifier | null = null;
+    const webhookOf = (c: GatewayConfig): WebhookNotifier | null => {
+      const hook = c.approvals?.webhook;
+      const url = hook?.url ?? (hook?.url_env ? process.env[hook.url_env] : undefined);
+      if (!c.listeners.api || !url) return null;
+      return new WebhookNotifier({ url, headers: hook?.headers, maxAttempts: hook?.max_attempts }, { log });
+    };
+    const rightsOf = (c: GatewayConfig) => ({
+      adminGroups: c.approvals?.admin_groups ?? [],
+      approverGroups: c.approvals?.approver_groups,
+      auditGroups: c.listeners.api?.audit_groups,
+    });
+    const rights = new Rights(rightsOf(config));
     let api: Gateway["api"] = null;
     if (config.listeners.api) {
-      const hook = config.approvals?.webhook;
-      const hookUrl = hook?.url ?? (hook?.url_env ? process.env[hook.url_env] : undefined);
       const app = buildApi({
         verifier,
         approvals,
@@ -360,24 +452,193 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
         status,
         log,
         adminGroups: config.approvals?.admin_groups ?? [],
-        approverGroups: config.approvals?.approver_groups,
-        auditGroups: config.listeners.api.audit_groups,
+        rights,
         audit: config.audit ? auditSource(config.audit, extras.auditRoot) : undefined,
         console: {
           assets: consoleAssets,
           login: consoleLogin(config.listeners.api.console, issuers, devIssuer),
         },
-        webhook: hookUrl
-          ? { url: hookUrl, headers: hook?.headers, maxAttempts: hook?.max_attempts }
-          : undefined,
       });
+      webhook = webhookOf(config);
+      const unsubscribe = approvals.onCreated((request) => webhook?.notify(request));
       const host = config.listeners.api.host ?? "127.0.0.1";
       await app.listen({ host, port: config.listeners.api.port });
       const addr = app.server.address() as { port: number };
       api = { host, port: addr.port };
       // Closed before the approval service and the store it reads (closers run in reverse).
-      closers.push(() => app.close());
+      closers.push(async () => {
+        await app.close();
+        unsubscribe();
+        await webhook?.close();
+      });
     }
+
+    const openSessions = () => {
+      let n = 0;
+      for (const l of running.values()) n += l.sessionCount;
+      return n;
+    };
+
+    const shutdown = async (options: ShutdownOptions): Promise<ShutdownReport> => {
+      const started = Date.now();
+      draining = true; // /readyz: 503 from now on
+      for (const l of running.values()) await l.stopAccepting?.();
+      const deadline = started + options.drainMs;
+      let open = openSessions();
+      if (open > 0)
+        log.info(
+          { sessions: open, drain_timeout_s: options.drainMs / 1000 },
+          "draining: new connections are refused; open sessions may finish",
+        );
+      while (open > 0 && Date.now() < deadline && !options.force?.aborted) {
+        await new Promise((r) => setTimeout(r, Math.min(DRAIN_POLL_MS, Math.max(1, deadline - Date.now()))));
+        open = openSessions();
+      }
+      if (open > 0)
+        log.warn(
+          { sessions: open },
+          options.force?.aborted
+            ? "drain cut short: ending the open sessions"
+            : "drain timeout: ending the sessions still open",
+        );
+      shipMs = options.shipMs;
+      await closeAll();
+      return { ended: open, drainedMs: Date.now() - started };
+    };
+
+    const reload = async (next: GatewayConfig): Promise<ReloadReport> => {
+      if (draining) throw new Error("the gateway is shutting down");
+      const plan = planReload(current, next);
+      const applied: string[] = [];
+      const restartRequired = [...plan.restartRequired];
+
+      // 1. Everything that can fail, checked before anything changes.
+      const nextResources = await adapterResources(next);
+      const commits: Array<() => void> = [];
+      const resourceNotes: string[] = [];
+      const before = new Map(current.resources.map((r) => [r.name, r]));
+      const secrets = new Map<string, string>();
+      for (const list of resources.values()) for (const r of list) secrets.set(r.resource.name, r.secret);
+      const rotated = next.resources
+        .filter((r) => before.has(r.name) && !plan.resources.changed.includes(r.name))
+        .filter((r) =>
+          (nextResources.get(r.kind) ?? []).some(
+            (e) => e.resource.name === r.name && e.secret !== secrets.get(r.name),
+          ),
+        )
+        .map((r) => r.name);
+      for (const name of plan.resources.added) resourceNotes.push(`resources: ${name} added`);
+      for (const name of plan.resources.removed) resourceNotes.push(`resources: ${name} removed`);
+      for (const name of plan.resources.changed) {
+        const a = before.get(name) as ResourceConfig;
+        const b = next.resources.find((r) => r.name === name) as ResourceConfig;
+        resourceNotes.push(`resources: ${name} (${resourceChanges(a, b).join(", ")})`);
+      }
+      for (const name of rotated) resourceNotes.push(`resources: ${name} (credentials re-read: changed)`);
+      if (resourceNotes.length > 0) {
+        const touched = new Set<Protocol>();
+        for (const r of [...current.resources, ...next.resources]) {
+          const name = r.name;
+          if (
+            plan.resources.added.includes(name) ||
+            plan.resources.removed.includes(name) ||
+            plan.resources.changed.includes(name) ||
+            rotated.includes(name)
+          )
+            touched.add(r.kind);
+        }
+        for (const protocol of touched) {
+          const listener = running.get(protocol);
+          if (!listener) continue; // no listener: the resources wait for one (listeners.<protocol> needs a restart)
+          if (!listener.prepareResources) {
+            restartRequired.push(`resources of kind ${protocol}`);
+            continue;
+          }
+          try {
+            commits.push(listener.prepareResources(nextResources.get(protocol) ?? []));
+          } catch (err) {
+            throw new Error(`resources of kind ${protocol}: ${errorText(err)}`);
+          }
+        }
+      }
+      const verification = plan.policy ? await policyVerification(next) : undefined;
+      let sinks: SinkConfig[] | null = null;
+      if (plan.auditSinks && audit) sinks = (next.audit?.sinks ?? []).map((s) => sinkConfig(s));
+      let nextWebhook: WebhookNotifier | null | undefined;
+      if (plan.approvals.includes("approvals.webhook")) {
+        try {
+          nextWebhook = webhookOf(next);
+        } catch (err) {
+          throw new Error(`approvals.webhook: ${errorText(err)}`);
+        }
+      }
+
+      // 2. The policy: a new source must bring a bundle, or the previous one comes back.
+      if (plan.policy) {
+        const result = await bundles.replaceSources(policySources(next, log), verification);
+        if (!result.ok) {
+          const back = await bundles.replaceSources(
+            policySources(current, log),
+            await policyVerification(current).catch(() => undefined),
+          );
+          if (!back.ok)
+            log.error({ err: back.error }, "the previous bundle source could not be restarted either");
+          await nextWebhook?.close();
+          throw new Error(`policy: the new bundle source was not used: ${result.error}`);
+        }
+        applied.push(`policy (revision ${engine.revision ?? "none"})`);
+      }
+
+      // 3. The rest cannot fail.
+      for (const commit of commits) commit();
+      resources = nextResources;
+      applied.push(...resourceNotes);
+      let sinksApplied = false;
+      if (sinks && audit) {
+        try {
+          const changed = await audit.setSinks(sinks);
+          unregisterAudit();
+          unregisterAudit = registerAuditStatus(status, audit);
+          sinksApplied = true;
+          applied.push(
+            `audit.sinks (${[...changed.added.map((n) => `+${n}`), ...changed.removed.map((n) => `-${n}`)].join(", ") || "settings"})`,
+          );
+        } catch (err) {
+          log.error({ err: errorText(err) }, "audit.sinks not changed");
+          restartRequired.push("audit.sinks");
+        }
+      }
+      if (plan.approvals.includes("approvals.wait_timeout_s"))
+        pipeline.setApprovalTimeout((next.approvals?.wait_timeout_s ?? 300) * 1000);
+      if (plan.approvals.includes("approvals.pending_ttl_s"))
+        approvals.setPendingTtl(next.approvals?.pending_ttl_s ?? 900);
+      if (nextWebhook !== undefined) {
+        const old = webhook;
+        webhook = nextWebhook;
+        void old?.close();
+      }
+      rights.update(rightsOf(next));
+      applied.push(...plan.approvals);
+      if (plan.auditGroups) applied.push("listeners.api.audit_groups");
+      if (plan.shutdown) applied.push("shutdown");
+      // What is read only at start stays as it was, so the next reload compares against what runs.
+      const api = current.listeners.api;
+      current = {
+        ...next,
+        listeners: {
+          ...current.listeners,
+          ...(api ? { api: { ...api, audit_groups: next.listeners.api?.audit_groups } } : {}),
+        },
+        identity: current.identity,
+        store: current.store,
+        workers: current.workers,
+        audit: current.audit && {
+          ...current.audit,
+          sinks: sinksApplied ? next.audit?.sinks : current.audit.sinks,
+        },
+      };
+      return { applied, restartRequired };
+    };
 
     return {
       engine,
@@ -393,6 +654,11 @@ export async function startGateway(config: GatewayConfig, extras: GatewayExtras 
       devIssuer,
       status,
       close: closeAll,
+      shutdown,
+      get draining() {
+        return draining;
+      },
+      reload,
     };
   } catch (err) {
     await closeAll();

@@ -66,14 +66,33 @@ export interface SessionOpenerOptions {
   auth: TokenAuthenticator;
   audit?: SessionAudit | null;
   log?: Logger;
+  /**
+   * Sessions one requester may have open at once, across protocols and resources (limits.sessions_per_identity;
+   * default DEFAULT_SESSIONS_PER_IDENTITY). The requester is the token's subject at its issuer — the original
+   * requester, whoever presents the token for them (docs/identity.md).
+   */
+  maxSessionsPerIdentity?: number;
+}
+
+export const DEFAULT_SESSIONS_PER_IDENTITY = 64;
+
+/** Whom sessions are counted for: the requester, the token's subject at its issuer. */
+function requesterKey(identity: Identity): string {
+  return `${identity.iss}\0${identity.sub}`;
 }
 
 export class SessionOpener {
   private readonly log: Logger;
   private readonly live = new Map<string, OpenSession>();
+  /** The last records of sessions that ended (transcript, terminals, end record) still on their way. */
+  private readonly ending = new Set<Promise<unknown>>();
+  /** Sessions open (or being opened) per requester (requesterKey), for maxSessionsPerIdentity. */
+  private readonly perIdentity = new Map<string, number>();
+  private readonly maxPerIdentity: number;
 
   constructor(private readonly options: SessionOpenerOptions) {
     this.log = options.log ?? silentLogger;
+    this.maxPerIdentity = options.maxSessionsPerIdentity ?? DEFAULT_SESSIONS_PER_IDENTITY;
   }
 
   /**
@@ -100,12 +119,52 @@ export class SessionOpener {
         "no access token: present your OIDC access token as the password",
       );
     }
+    let verified: Awaited<ReturnType<TokenAuthenticator["verify"]>>;
     try {
-      const { identity, expiresAt } = await this.options.auth.verify(token);
-      return { protocol: req.protocol, resource: req.resource, identity, expiresAt, transport };
+      verified = await this.options.auth.verify(token);
     } catch (err) {
       throw new SessionRefusedError("identity.token_rejected", `access token rejected: ${errorText(err)}`);
     }
+    const auth: Authenticated = { protocol: req.protocol, resource: req.resource, ...verified, transport };
+    // Checked here already, so that no upstream work is done for a requester at the limit; `open` counts.
+    if ((this.perIdentity.get(requesterKey(auth.identity)) ?? 0) >= this.maxPerIdentity)
+      await this.refuseOverLimit(auth);
+    return auth;
+  }
+
+  /**
+   * Refuses a session of a requester who has maxSessionsPerIdentity open: the refusal is recorded (a `session`
+   * record with event `refused`, its code and reason) and thrown as a SessionRefusedError.
+   */
+  private async refuseOverLimit(auth: Authenticated): Promise<never> {
+    const who = auth.identity.sub;
+    const message = `${who} already has ${this.maxPerIdentity} sessions open through pamgate, the limit (limits.sessions_per_identity); end one and try again`;
+    this.log.warn(
+      {
+        protocol: auth.protocol,
+        resource: auth.resource.name,
+        sub: who,
+        client: auth.transport.remoteAddress,
+      },
+      `session refused: ${message}`,
+    );
+    await this.options.audit
+      ?.record("session", {
+        event: "refused",
+        code: "session.identity_limit",
+        reason: message,
+        protocol: auth.protocol,
+        resource: auth.resource.name,
+        sub: who,
+        actors: auth.identity.actors.map((a) => a.sub),
+        client_addr: auth.transport.remoteAddress,
+        tls: auth.transport.tls,
+        at: new Date().toISOString(),
+      })
+      .catch((err: unknown) =>
+        this.log.error({ sub: who }, `session refusal not recorded: ${errorText(err)}`),
+      );
+    throw new SessionRefusedError("session.identity_limit", message);
   }
 
   /**
@@ -114,6 +173,19 @@ export class SessionOpener {
    * none of its commands could be recorded either).
    */
   async open(auth: Authenticated, extra: Partial<SessionInfo> = {}): Promise<OpenSession> {
+    // Counted from here, before anything is awaited, so concurrent opens cannot all slip under the limit.
+    const key = requesterKey(auth.identity);
+    const held = this.perIdentity.get(key) ?? 0;
+    if (held >= this.maxPerIdentity) await this.refuseOverLimit(auth);
+    this.perIdentity.set(key, held + 1);
+    let counted = true;
+    const uncount = () => {
+      if (!counted) return;
+      counted = false;
+      const n = (this.perIdentity.get(key) ?? 1) - 1;
+      if (n > 0) this.perIdentity.set(key, n);
+      else this.perIdentity.delete(key);
+    };
     const id = randomUUID();
     const startedAt = new Date().toISOString();
     const clientAddr = auth.transport.remoteAddress;
@@ -152,6 +224,7 @@ export class SessionOpener {
       try {
         await audit.record("session", { event: "start", ...summary, started_at: startedAt });
       } catch (err) {
+        uncount();
         throw new SessionRefusedError(
           "audit.unavailable",
           `the audit trail cannot record this session, so it is refused: ${errorText(err)}`,
@@ -187,28 +260,46 @@ export class SessionOpener {
         if (ended) return;
         ended = true;
         this.live.delete(id);
-        for (const rec of terminals) if (!rec.isClosed) rec.close().catch(() => {}); // failures: in rec.error
+        uncount();
+        const writes: Array<Promise<unknown> | undefined> = [];
+        for (const rec of terminals) if (!rec.isClosed) writes.push(rec.close().catch(() => {})); // failures: in rec.error
         transcript?.entry({ event: "end", reason });
         // A spool that refuses the last chunk (full, failing disk) must not take the gateway down with it.
-        transcript
-          ?.close()
-          .catch((err: unknown) =>
-            this.log.error(
-              { session: id },
-              `session transcript's last chunk not recorded: ${errorText(err)}`,
+        writes.push(
+          transcript
+            ?.close()
+            .catch((err: unknown) =>
+              this.log.error(
+                { session: id },
+                `session transcript's last chunk not recorded: ${errorText(err)}`,
+              ),
             ),
-          );
-        audit
-          ?.record("session", { event: "end", ...summary, ended_at: new Date().toISOString(), reason })
-          .catch((err: unknown) =>
-            this.log.error({ session: id }, `session end record failed: ${errorText(err)}`),
-          );
+        );
+        writes.push(
+          audit
+            ?.record("session", { event: "end", ...summary, ended_at: new Date().toISOString(), reason })
+            .catch((err: unknown) =>
+              this.log.error({ session: id }, `session end record failed: ${errorText(err)}`),
+            ),
+        );
+        const done = Promise.all(writes).finally(() => this.ending.delete(done));
+        this.ending.add(done);
         this.log.info({ session: id }, `session ended: ${reason}`);
       },
     };
     this.live.set(id, open);
     this.log.info(summary, "session started");
     return open;
+  }
+
+  /** Resolves once the last records of every session that has ended are written (before the spool closes). */
+  async settled(): Promise<void> {
+    while (this.ending.size > 0) await Promise.all([...this.ending]);
+  }
+
+  /** Sessions open (or being opened) for the requester of `identity`, across protocols. */
+  countFor(identity: Identity): number {
+    return this.perIdentity.get(requesterKey(identity)) ?? 0;
   }
 
   /** Live sessions, optionally of one protocol. */

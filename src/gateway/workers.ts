@@ -13,14 +13,17 @@
 // What crosses workers goes through the primary as messages between peers (PeerChannel): a PostgreSQL
 // CancelRequest arrives on whichever worker the primary picks, and is sent to the worker whose session it names
 // (the worker's index is in the key the client was given). A worker that dies is started again (its spool
-// recovers as after a crash); SIGTERM/SIGINT stop the workers, each closing its sessions and spool.
+// recovers as after a crash). SIGTERM/SIGINT are forwarded to the workers, which drain as a single gateway does
+// (src/cli/run.ts), and the primary waits for them — at most the drain and ship timeouts and a margin, then it
+// kills what is left; SIGHUP is forwarded too, and each worker reloads the configuration by itself.
 import cluster, { type Worker } from "node:cluster";
 import { randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
+import { ConfigError, loadConfig } from "../config/load.js";
 import type { GatewayConfig } from "../config/schema.js";
 import type { Logger } from "../util/log.js";
-import { untilStopSignal } from "../util/signals.js";
+import { watchStopSignals } from "../util/signals.js";
 
 /** A message between workers, relayed by the primary. */
 export interface PeerMessage {
@@ -100,14 +103,24 @@ export function workerConfig(config: GatewayConfig, index: number): GatewayConfi
   };
 }
 
+/** Beyond the drain and ship timeouts, how long the primary waits for its workers before it kills them. */
+const STOP_MARGIN_MS = 15_000;
+
 /**
  * In the primary: starts `count` workers (each re-runs this command with its index in the environment), relays
- * peer messages, starts a worker again when it dies, and resolves once all have stopped after SIGTERM/SIGINT.
+ * peer messages, starts a worker again when it dies, forwards SIGHUP, and at SIGTERM/SIGINT forwards it and
+ * resolves once all have stopped (1 when one had to be killed or failed).
  */
-export async function runPrimary(count: number, log: Logger): Promise<number> {
+export async function runPrimary(
+  count: number,
+  log: Logger,
+  options: { file: string; config: GatewayConfig },
+): Promise<number> {
   const byIndex = new Map<number, Worker>();
   const secret = randomBytes(32).toString("hex");
   let stopping = false;
+  let failed = false;
+  let config = options.config;
   const start = (index: number) => {
     const w = cluster.fork({ [ENV_INDEX]: String(index), [ENV_COUNT]: String(count), [ENV_SECRET]: secret });
     byIndex.set(index, w);
@@ -118,26 +131,61 @@ export async function runPrimary(count: number, log: Logger): Promise<number> {
     });
     w.on("exit", (code, signal) => {
       if (byIndex.get(index) === w) byIndex.delete(index);
-      if (stopping) return;
+      if (stopping) {
+        if (code !== 0) failed = true;
+        return;
+      }
       log.error({ worker: index, code, signal }, "pamgate worker died; starting it again");
       setTimeout(() => {
         if (!stopping) start(index);
       }, 500).unref();
     });
   };
+  const signals = watchStopSignals(log);
+  const onHup = () => {
+    if (stopping) return; // still handled: SIGHUP's default would end the primary in the middle of the drain
+    log.info({ workers: byIndex.size }, "pamgate primary: SIGHUP forwarded to the workers");
+    for (const w of byIndex.values()) w.process.kill("SIGHUP");
+    // The primary reads the file too, for its own part: the stop timeouts, and the worker count it cannot change.
+    loadConfig(options.file).then(
+      (next) => {
+        if (workerCount(next) !== count)
+          log.warn({ workers: count }, "workers: changed, but read only at start (restart to apply)");
+        config = next;
+      },
+      (err: unknown) => {
+        if (!(err instanceof ConfigError)) log.error({ err: String(err) }, "pamgate primary: reload failed");
+      },
+    );
+  };
+  process.on("SIGHUP", onHup);
   for (let i = 0; i < count; i++) start(i);
   log.info({ workers: count }, "pamgate primary: workers started");
-  await untilStopSignal();
+  const signal = await signals.stopped;
   stopping = true;
-  log.info("pamgate primary: stopping the workers");
-  await Promise.all(
-    [...byIndex.values()].map(
-      (w) =>
-        new Promise<void>((resolve) => {
-          w.once("exit", () => resolve());
-          w.process.kill("SIGTERM");
-        }),
-    ),
+  log.info({ signal }, "pamgate primary: stopping the workers (each drains its sessions)");
+  const limitMs =
+    ((config.shutdown?.drain_timeout_s ?? 30) + (config.shutdown?.ship_timeout_s ?? 10)) * 1000 +
+    STOP_MARGIN_MS;
+  const exits = [...byIndex.values()].map(
+    (w) =>
+      new Promise<void>((resolve) => {
+        if (w.isDead()) return resolve();
+        w.once("exit", () => resolve());
+        w.process.kill("SIGTERM");
+      }),
   );
-  return 0;
+  const timer = setTimeout(() => {
+    failed = true;
+    log.error({ limit_s: limitMs / 1000 }, "pamgate primary: workers still running; killing them");
+    for (const w of byIndex.values()) w.process.kill("SIGKILL");
+  }, limitMs);
+  // A second SIGINT: the workers skip their drain too.
+  signals.force.addEventListener("abort", () => {
+    for (const w of byIndex.values()) w.process.kill("SIGINT");
+  });
+  await Promise.all(exits);
+  clearTimeout(timer);
+  log.info("pamgate primary: all workers stopped");
+  return failed ? 1 : 0;
 }

@@ -183,6 +183,11 @@ export class CommandPipeline {
     this.log = options.log ?? silentLogger;
   }
 
+  /** How long commands decided from now on may be held for an approver (a configuration reload). */
+  setApprovalTimeout(ms: number): void {
+    this.options.approvalTimeoutMs = ms;
+  }
+
   /** Decides one command: a batch of one. */
   async decide(session: SessionContext, req: CommandRequest, hooks: DecideHooks = {}): Promise<Outcome> {
     const batch = await this.decideBatch(session, [req], hooks);

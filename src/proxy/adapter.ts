@@ -20,8 +20,14 @@ import type { PeerChannel } from "../gateway/workers.js";
 import type { CommandPipeline } from "../pipeline/pipeline.js";
 import type { ComponentStatus, StatusRegistry } from "../status/status.js";
 import type { Logger } from "../util/log.js";
+import { listenerLimitProperties } from "./limits.js";
 
-/** The listener fields every adapter shares: where to listen, TLS, and the token-over-cleartext escape hatch. */
+/**
+ * The listener fields every adapter shares: where to listen, TLS, the token-over-cleartext escape hatch, and the
+ * limits on connections that have not authenticated yet (limits.ts: `auth_timeout_s`,
+ * `max_unauthenticated_connections`; every listener enforces them with a PendingConnections). An adapter whose
+ * schema does not spread these (SSH has no `tls`) spreads `listenerLimitProperties` itself.
+ */
 export const listenerBaseProperties = {
   host: Type.Optional(NonEmpty),
   port: Port,
@@ -30,6 +36,7 @@ export const listenerBaseProperties = {
   ),
   /** Accept the token over a connection without TLS from non-loopback clients (never in production). */
   allow_cleartext_token: Type.Optional(Type.Boolean()),
+  ...listenerLimitProperties,
 };
 export const ListenerBase = Type.Object(listenerBaseProperties, { additionalProperties: false });
 export type ListenerBaseConfig = Static<typeof ListenerBase>;
@@ -71,8 +78,23 @@ export interface AdapterContext<Listen, Upstream> {
 /** A running listener of one protocol. */
 export interface AdapterListener {
   listen(): Promise<{ host: string; port: number }>;
-  /** Ends every session (telling the client why) and stops accepting. */
+  /**
+   * Ends every session (telling the client why, in the protocol's own terms: PostgreSQL's FATAL 57P01
+   * admin_shutdown) and stops accepting.
+   */
   close(): Promise<void>;
+  /**
+   * Draining before a shutdown: closes the listening socket, so new connections are refused, and leaves open
+   * sessions alone until they end or close() ends them. Optional: without it the gateway cannot drain this
+   * protocol and close() ends its sessions at once.
+   */
+  stopAccepting?(): Promise<void>;
+  /**
+   * A configuration reload: checks `resources` as the constructor would and returns the function that makes
+   * new sessions use them; sessions already open keep what they started with. Throws, changing nothing, when a
+   * resource cannot be used. Optional: without it a change to this protocol's resources needs a restart.
+   */
+  prepareResources?(resources: AdapterResource<Record<string, unknown>>[]): () => void;
   /** not_ready until listening and able to analyze commands; ok while serving; error when it stopped. */
   status(): ComponentStatus;
   readonly sessionCount: number;

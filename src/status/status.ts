@@ -8,7 +8,7 @@
 //   off();              // unregisters (a listener that closed, a sink that was removed)
 //
 // Component names, by convention: `engine`, `bundle:<source>`, `audit.spool`, `audit.sink:<name>`,
-// `identity.verifier`, `postgres.analyzer`, `listener:<protocol>`.
+// `identity.verifier`, `postgres.analyzer`, `listener:<protocol>`, `lifecycle` (not_ready while draining).
 //
 // Reporters are called on every snapshot (each /readyz probe), so they must be synchronous and cheap: they map
 // state the component already keeps, they do not go and measure anything.

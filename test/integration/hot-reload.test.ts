@@ -250,3 +250,41 @@ t.test("with verification on, only bundles signed with the configured key become
   t.match(errors.at(-1), /signature does not verify/);
   t.equal(engine.revision, "signed.tar.gz", "the verified bundle stays active");
 });
+
+t.test(
+  "replaceSources (a configuration reload): a new source takes over; one that brings nothing is reported",
+  async (t) => {
+    const dir = t.testdir();
+    const a = join(dir, "a.tar.gz");
+    const b = join(dir, "b.tar.gz");
+    await writeFile(a, verdictPolicy(verdictFor("allow", "rev.one"), "rev-1"));
+    await writeFile(b, verdictPolicy(verdictFor("block", "rev.two"), "rev-2"));
+    const engine = new DecisionEngine();
+    const manager = new BundleManager(engine);
+    t.teardown(() => manager.close());
+    await manager.addSource(new FileBundleSource({ path: a }));
+    t.equal(engine.revision, "rev-1");
+
+    t.same(await manager.replaceSources([new FileBundleSource({ path: b })], undefined), { ok: true });
+    t.equal(engine.revision, "rev-2", "the new source's bundle is active");
+    await replaceAtomically(a, verdictPolicy(verdictFor("allow", "rev.three"), "rev-3"));
+    await new Promise((r) => setTimeout(r, 300));
+    t.equal(engine.revision, "rev-2", "the old source no longer loads anything");
+
+    const missing = await manager.replaceSources(
+      [new FileBundleSource({ path: join(dir, "none.tar.gz") })],
+      undefined,
+    );
+    t.match(missing, { ok: false, error: /none\.tar\.gz cannot be read/ });
+    t.equal(engine.revision, "rev-2", "the active policy never changed");
+    t.same(
+      await manager.replaceSources([new FileBundleSource({ path: b })], undefined),
+      { ok: true },
+      "and a source like the previous one can be put back",
+    );
+    t.same(
+      manager.sources.map((s) => s.status().state),
+      ["ok"],
+    );
+  },
+);

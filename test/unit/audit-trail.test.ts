@@ -320,3 +320,46 @@ t.test("follow: new records appear as they are written, across segment rotations
     "including the seals of rotated segments",
   );
 });
+
+t.test(
+  "setSinks (a configuration reload): sinks added ship from the start, sinks removed stop",
+  async (t) => {
+    const dir = t.testdir();
+    const a = join(dir, "a.jsonl");
+    const b = join(dir, "b.jsonl");
+    const audit = await AuditTrail.open({ dir: join(dir, "spool"), sinks: [{ type: "file", path: a }] });
+    for (let i = 1; i <= 3; i++) await audit.recordDecision(decision(i));
+    t.ok(await audit.waitForSinks(5000));
+
+    await t.rejects(
+      audit.setSinks([{ type: "http", url: "collector:9000" }]),
+      /is not an http\(s\) URL/,
+      "a malformed sink is refused",
+    );
+    t.same(audit.sinkNames, [sinkName({ type: "file", path: a })], "and nothing changed");
+
+    const added = await audit.setSinks([
+      { type: "file", path: a },
+      { type: "file", path: b },
+    ]);
+    t.same(added, { added: [sinkName({ type: "file", path: b })], removed: [] });
+    await audit.recordDecision(decision(4));
+    t.ok(await audit.waitForSinks(5000));
+    const seqs = (file: string) =>
+      readFileSync(file, "utf8")
+        .trimEnd()
+        .split("\n")
+        .map((l) => (parseRecordLine(l) as SpoolRecord).seq);
+    t.same(seqs(b), [1, 2, 3, 4], "the new sink got what the spool held, then the new record");
+    t.same(seqs(a), [1, 2, 3, 4], "the sink that stayed went on where it was");
+
+    const removed = await audit.setSinks([{ type: "file", path: b }]);
+    t.same(removed, { added: [], removed: [sinkName({ type: "file", path: a })] });
+    await audit.recordDecision(decision(5));
+    t.ok(await audit.waitForSinks(5000));
+    t.same(seqs(a), [1, 2, 3, 4], "the removed sink gets nothing more");
+    t.same(seqs(b), [1, 2, 3, 4, 5]);
+    t.equal(audit.status().sinks.length, 1);
+    await audit.close();
+  },
+);

@@ -706,6 +706,7 @@ t.test("huge statements: 1 MB analyzes, over the limit is refused without parsin
   t.same(a, {
     ok: false,
     error: `the statement text is too long to analyze: ${big.length} characters, the limit is 1048576`,
+    limit: "length",
   });
 });
 
@@ -741,7 +742,7 @@ t.test("deeply nested statements are refused before the parser; the parser stays
     const over = analyzeSql(g(n + 1));
     t.match(
       over,
-      { ok: false, error: /nested too deeply to analyze safely \(position \d+\)/ },
+      { ok: false, error: /nested too deeply to analyze safely \(position \d+\)/, limit: "depth" },
       `${name}: refused`,
     );
     // far beyond: refused just as fast, without parsing

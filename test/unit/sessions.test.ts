@@ -136,3 +136,97 @@ t.test("a trail that cannot take the start record refuses the session", async (t
   t.match(err.message, /cannot record this session.*spool full/);
   t.equal(opener.count(), 0);
 });
+
+t.test("sessions per identity: counted across protocols, refused over the limit and recorded", async (t) => {
+  const dir = t.testdir();
+  const audit = await AuditTrail.open({ dir, recording: { flushMs: 10 } });
+  t.teardown(() => audit.close());
+  const bob = { ...identity, sub: "bob", actors: [{ ...identity.actors[0], sub: "bob" }] };
+  const verify: TokenAuthenticator = {
+    verify: async (token) => ({
+      identity: token === "bob" ? bob : identity,
+      expiresAt: new Date(Date.now() + 60_000),
+    }),
+  };
+  const opener = new SessionOpener({ auth: verify, audit, maxSessionsPerIdentity: 2 });
+  const authFor = (token: string, protocol: "postgres" | "ssh" | "kubernetes") =>
+    opener.authenticate({
+      protocol,
+      resource,
+      transport: { remoteAddress: "127.0.0.1", tls: true },
+      getToken: async () => token,
+    });
+
+  // Opened at once: the count is taken before anything is awaited, so they cannot all slip under the limit.
+  const a = await authFor("alice", "postgres");
+  const b = await authFor("alice", "ssh");
+  const c = await authFor("alice", "kubernetes");
+  const results = await Promise.allSettled([opener.open(a), opener.open(b), opener.open(c)]);
+  const opened = results.filter((r) => r.status === "fulfilled");
+  const refused = results.filter((r) => r.status === "rejected");
+  t.equal(opened.length, 2, "two of three concurrent opens succeed");
+  t.equal(refused.length, 1);
+  const err = (refused[0] as PromiseRejectedResult).reason as SessionRefusedError;
+  t.equal(err.code, "session.identity_limit");
+  t.match(err.message, /alice already has 2 sessions open .*limits\.sessions_per_identity/);
+  t.equal(opener.countFor(identity), 2);
+
+  // authenticate refuses already, before the adapter does any upstream work.
+  const early = await refusal(authFor("alice", "postgres"));
+  t.equal(early.code, "session.identity_limit");
+
+  // Another requester is not affected.
+  const bobSession = await opener.open(await authFor("bob", "postgres"));
+  t.equal(opener.countFor(bob), 1);
+
+  // Ending one frees a slot.
+  (opened[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof opener.open>>>).value.end("done");
+  t.equal(opener.countFor(identity), 1);
+  const again = await opener.open(await authFor("alice", "ssh"));
+  t.equal(opener.countFor(identity), 2);
+  again.end("done");
+  bobSession.end("done");
+  (opened[1] as PromiseFulfilledResult<Awaited<ReturnType<typeof opener.open>>>).value.end("done");
+  t.equal(opener.countFor(identity), 0);
+
+  await new Promise((r) => setTimeout(r, 200));
+  const refusals: Array<Record<string, unknown>> = [];
+  for await (const r of spoolRecords(dir)) {
+    const body = r.kind === "session" ? (recordBody(r) as Record<string, unknown>) : null;
+    if (body?.event === "refused") refusals.push(body);
+  }
+  t.equal(refusals.length, 2, "each refusal is recorded");
+  t.match(refusals[0], {
+    event: "refused",
+    code: "session.identity_limit",
+    sub: "alice",
+    reason: /limits\.sessions_per_identity/,
+  });
+});
+
+t.test("a session the trail refused does not count against its requester", async (t) => {
+  let fail = true;
+  const flaky = {
+    record: async () => {
+      if (fail) throw new Error("audit spool full");
+      return { seq: 1, hash: "" };
+    },
+    openTranscript: () => null,
+    openTerminalRecording: () => {
+      throw new Error("not reached");
+    },
+  } as unknown as AuditTrail;
+  const opener = new SessionOpener({ auth, audit: flaky, maxSessionsPerIdentity: 1 });
+  const authed = await opener.authenticate({
+    protocol: "postgres",
+    resource,
+    transport: { remoteAddress: "127.0.0.1", tls: true },
+    getToken: async () => "good",
+  });
+  t.equal((await refusal(opener.open(authed))).code, "audit.unavailable");
+  t.equal(opener.countFor(identity), 0);
+  fail = false;
+  const s = await opener.open(authed);
+  t.equal(opener.countFor(identity), 1);
+  s.end("done");
+});

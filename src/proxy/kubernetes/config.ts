@@ -3,6 +3,7 @@
 import { type Static, Type } from "@sinclair/typebox";
 import { NonEmpty, Port } from "../../config/kit.js";
 import { listenerBaseProperties } from "../adapter.js";
+import { listenerLimitProperties } from "../limits.js";
 
 export const KubernetesListenerSchema = Type.Object(
   {
@@ -19,6 +20,11 @@ export const KubernetesListenerSchema = Type.Object(
     max_body_bytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 })),
     /** Prefix of the Impersonate-User name pamgate sends upstream (default "": the identity's subject as is). */
     user_prefix: Type.Optional(Type.String()),
+    /**
+     * auth_timeout_s (TLS handshake and the first authenticated request, default 30) and
+     * max_unauthenticated_connections (limits.ts).
+     */
+    ...listenerLimitProperties,
   },
   { additionalProperties: false },
 );

@@ -17,6 +17,8 @@ export const KUBERNETES_REASONS = {
   "k8s.unmaskable_response":
     "the response to a masked request is not JSON, so it cannot be masked and is cut",
   "k8s.upstream_error": "the cluster's API server could not be reached or failed mid-response",
+  "k8s.auth_timeout":
+    "the connection did not finish its TLS handshake and an authenticated request within listeners.kubernetes.auth_timeout_s (HTTP 408); it is closed",
   "k8s.portforward_port":
     "a port-forward stream (SPDY) named a port that was refused (each port is decided when a stream first names it: blocked, or its approval denied), or none: the tunnel was closed before the stream went on",
 } as const satisfies Record<string, string>;

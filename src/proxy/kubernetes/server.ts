@@ -20,6 +20,7 @@ import { errorText } from "../../util/errors.js";
 import { silentLogger } from "../../util/log.js";
 import { ValueMasker } from "../../util/mask-strategies.js";
 import type { AdapterContext, AdapterListener, AdapterResource } from "../adapter.js";
+import { type PendingConnection, PendingConnections } from "../limits.js";
 import { CommandLineError, type CommandLineParser, loadCommandLineParser } from "../ssh/command-line.js";
 import type { KubernetesListenerConfig, KubernetesUpstreamConfig } from "./config.js";
 import { forward } from "./forward.js";
@@ -50,6 +51,28 @@ const BODY_REFUSAL_STATUS: Partial<Record<KubernetesReasonCode, number>> = {
   "k8s.protobuf_body": 415,
 };
 
+/**
+ * HTTP status of the session opener's refusals (the rest are 401 Unauthorized). The session limit is a 403, not a
+ * 429: kubectl prints a 403 Status's message ("Error from server (Forbidden): …"), but only a generic text for 429.
+ */
+const SESSION_REFUSAL_STATUS: Record<string, number> = {
+  "session.identity_limit": 403,
+  "audit.unavailable": 503,
+};
+
+/** How long a socket told why it is closed may stay open for the client to read it. */
+const CLOSE_LINGER_MS = 2_000;
+
+/** A TCP connection that has not made an authenticated request yet. */
+interface PendingSocket {
+  raw: Socket;
+  ticket: PendingConnection;
+  /** The TLS socket, once the handshake is done. */
+  tls: Socket | null;
+  /** Requests being answered on it: a timeout then closes it without an answer of its own. */
+  inFlight: number;
+}
+
 /** One cluster: its resource (policy input, credentials) and the upstream API server. */
 interface Cluster {
   entry: AdapterResource<KubernetesUpstreamConfig>;
@@ -78,11 +101,19 @@ export interface Decided {
 export class KubernetesListener implements AdapterListener {
   private server: Server | null = null;
   private readonly log;
-  private readonly clusters = new Map<string, Cluster>();
+  private clusters = new Map<string, Cluster>();
+  /** Upstreams a reload replaced: requests and tunnels still open may use them until the listener closes. */
+  private readonly retired: KubeUpstream[] = [];
   private parser: CommandLineParser | null = null;
   /** Sessions by connection and token: kubectl sends one command's burst over one keep-alive connection. */
   private readonly sessions = new Map<Socket, Map<string, Promise<OpenSession>>>();
   private readonly sockets = new Set<Socket>();
+  /**
+   * Connections not yet authenticated (listeners.kubernetes.auth_timeout_s, max_unauthenticated_connections), by
+   * the client's address and port: the same for the TCP socket and the TLS socket over it.
+   */
+  private readonly pending: PendingConnections;
+  private readonly pendingSockets = new Map<string, PendingSocket>();
   private state: ComponentStatus = { state: "not_ready", message: "not listening yet" };
   private readonly maxBody: number;
   /** Masking strategies; the hash key lives as long as the listener (hashes join within its lifetime). */
@@ -91,6 +122,7 @@ export class KubernetesListener implements AdapterListener {
   constructor(private readonly options: KubernetesListenerOptions) {
     this.log = options.log ?? silentLogger;
     this.maxBody = options.config.max_body_bytes ?? DEFAULT_MAX_BODY;
+    this.pending = new PendingConnections("kubernetes", options.config);
     for (const entry of options.resources)
       this.clusters.set(entry.resource.name, {
         entry,
@@ -105,7 +137,7 @@ export class KubernetesListener implements AdapterListener {
   }
 
   status(): ComponentStatus {
-    return this.state;
+    return { ...this.state, details: { sessions: this.sessionCount, ...this.pending.stats() } };
   }
 
   async listen(): Promise<{ host: string; port: number }> {
@@ -113,8 +145,19 @@ export class KubernetesListener implements AdapterListener {
     if (!tls)
       throw new Error("listeners.kubernetes.tls: a certificate and key are required (kubectl speaks HTTPS)");
     this.parser = await loadCommandLineParser({ maxBytes: 16 * 1024 });
-    const server = createServer({ cert: tls.cert, key: tls.key, ALPNProtocols: ["http/1.1"] });
+    const server = createServer({
+      cert: tls.cert,
+      key: tls.key,
+      ALPNProtocols: ["http/1.1"],
+      // The auth timeout (admit below) closes a connection still in its handshake first; this is a backstop.
+      handshakeTimeout: this.pending.timeoutMs + 5_000,
+    });
     server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+      const p = this.pendingSockets.get(socketKey(req.socket));
+      if (p) {
+        p.inFlight++;
+        res.once("close", () => p.inFlight--);
+      }
       this.onRequest(req, res).catch((err: unknown) => this.internalError(res, err));
     });
     server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
@@ -123,12 +166,12 @@ export class KubernetesListener implements AdapterListener {
         socket.destroy();
       });
     });
-    server.on("connection", (socket: Socket) => {
-      this.sockets.add(socket);
-      socket.on("close", () => {
-        this.sockets.delete(socket);
-        this.endSessions(socket, "client closed the connection");
-      });
+    server.on("connection", (socket: Socket) => this.admit(socket));
+    // Sessions belong to the TLS socket (what requests arrive on): they end when it closes.
+    server.on("secureConnection", (socket: Socket) => {
+      const p = this.pendingSockets.get(socketKey(socket));
+      if (p) p.tls = socket;
+      socket.on("close", () => this.endSessions(socket, "client closed the connection"));
     });
     // A TLS handshake that fails (a client that does not trust the gateway's CA) is the client's business.
     server.on("tlsClientError", () => {});
@@ -151,10 +194,87 @@ export class KubernetesListener implements AdapterListener {
     const server = this.server;
     this.server = null;
     this.state = { state: "error", message: "closed" };
-    for (const socket of this.sockets) this.endSessions(socket, "the gateway is shutting down");
+    for (const socket of [...this.sessions.keys()]) this.endSessions(socket, "the gateway is shutting down");
     for (const socket of this.sockets) socket.destroy();
     for (const c of this.clusters.values()) c.upstream.close();
+    for (const u of this.retired.splice(0)) u.close();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  async stopAccepting(): Promise<void> {
+    this.state = { state: "not_ready", message: "draining: new connections are refused" };
+    // Closes idle keep-alive connections too; not awaited: the callback waits for every connection to end.
+    this.server?.close();
+  }
+
+  prepareResources(entries: AdapterResource<KubernetesUpstreamConfig>[]): () => void {
+    const next = new Map<string, Cluster>();
+    const kept = new Set<KubeUpstream>();
+    for (const entry of entries) {
+      const old = this.clusters.get(entry.resource.name);
+      const same = old && JSON.stringify(old.entry.upstream) === JSON.stringify(entry.upstream);
+      const upstream = same ? old.upstream : new KubeUpstream(entry.resource.name, entry.upstream);
+      if (same) kept.add(upstream);
+      next.set(entry.resource.name, { entry, upstream });
+    }
+    return () => {
+      for (const c of this.clusters.values()) if (!kept.has(c.upstream)) this.retired.push(c.upstream);
+      this.clusters = next;
+    };
+  }
+
+  /**
+   * A TCP connection: admitted while fewer than max_unauthenticated_connections are pending, else closed at once
+   * (before TLS: nothing can be said in HTTP yet; the refusal is logged and counted in the listener's status). The
+   * auth timeout runs from here to the connection's first authenticated request.
+   */
+  private admit(socket: Socket): void {
+    socket.on("error", () => {});
+    const key = socketKey(socket);
+    const ticket = this.pending.admit(() => this.timedOut(key));
+    if (!ticket) {
+      this.log.warn(
+        { client: socket.remoteAddress },
+        `kubernetes connection refused: ${this.pending.busyMessage}`,
+      );
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    this.pendingSockets.set(key, { raw: socket, ticket, tls: null, inFlight: 0 });
+    socket.on("close", () => {
+      this.sockets.delete(socket);
+      ticket.release();
+      if (this.pendingSockets.get(key)?.raw === socket) this.pendingSockets.delete(key);
+    });
+  }
+
+  /**
+   * auth_timeout_s passed before the connection's first authenticated request: a connection past its TLS handshake
+   * and not in the middle of a request is answered 408 with a Status naming the setting; any other is closed.
+   */
+  private timedOut(key: string): void {
+    const p = this.pendingSockets.get(key);
+    if (!p) return;
+    this.pendingSockets.delete(key);
+    this.log.warn({ client: p.raw.remoteAddress }, this.pending.timeoutMessage);
+    if (p.tls && p.inFlight === 0 && !p.tls.destroyed) {
+      const tls = p.tls;
+      tls.end(statusResponseText(408, [kubeReason("k8s.auth_timeout", this.pending.timeoutMessage)]));
+      setTimeout(() => {
+        tls.destroy();
+        p.raw.destroy();
+      }, CLOSE_LINGER_MS).unref();
+    } else p.raw.destroy();
+  }
+
+  /** The connection made its first authenticated request: the auth timeout and pending limit no longer apply. */
+  private authenticated(socket: Socket): void {
+    const key = socketKey(socket);
+    const p = this.pendingSockets.get(key);
+    if (!p) return;
+    this.pendingSockets.delete(key);
+    p.ticket.authenticated();
   }
 
   private endSessions(socket: Socket, reason: string): void {
@@ -218,7 +338,8 @@ export class KubernetesListener implements AdapterListener {
     try {
       session = await this.session(req, cluster);
     } catch (err) {
-      if (err instanceof SessionRefusedError) return refuse(401, [{ code: err.code, message: err.message }]);
+      if (err instanceof SessionRefusedError)
+        return refuse(SESSION_REFUSAL_STATUS[err.code] ?? 401, [{ code: err.code, message: err.message }]);
       throw err;
     }
     let body: Buffer | null = null;
@@ -340,7 +461,11 @@ export class KubernetesListener implements AdapterListener {
           transport: { remoteAddress: socket.remoteAddress ?? "", tls: true },
           getToken: async () => token,
         });
-        return this.options.sessions.open(authenticated);
+        const open = await this.options.sessions.open(authenticated);
+        // The connection closed while the session was being opened: nothing will end it later.
+        if (socket.destroyed) open.end("client closed the connection");
+        else this.authenticated(socket);
+        return open;
       })();
       m.set(key, s);
       // A refused token is not remembered: the next request may bring a good one.
@@ -503,4 +628,9 @@ function decodeURIComponentSafe(s: string): string | null {
   } catch {
     return null;
   }
+}
+
+/** A connection's client address and port: the same for a TCP socket and the TLS socket over it. */
+function socketKey(socket: Socket): string {
+  return `${socket.remoteAddress}:${socket.remotePort}`;
 }

@@ -9,6 +9,7 @@ const REASON_BY_CODE: Record<number, string> = {
   401: "Unauthorized",
   403: "Forbidden",
   404: "NotFound",
+  408: "Timeout",
   413: "RequestEntityTooLarge",
   415: "UnsupportedMediaType",
   502: "InternalError",

@@ -7,8 +7,14 @@ import { listenerBaseProperties } from "../adapter.js";
 export const PostgresListenerSchema = Type.Object(
   {
     ...listenerBaseProperties,
-    /** Largest client message accepted (bytes). */
+    /** Largest client message accepted (bytes); refused from its header, before it is read. Default 64 MiB. */
     max_message_bytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+    /**
+     * The nesting a statement may have (parentheses, sub-selects, CASE, chained operators; analysis/guard.ts), above
+     * which it is refused before the parser sees it (pg.statement_too_deep). Default 1,000; at most 2,000, well
+     * below where the parser's own stack would fail.
+     */
+    max_statement_depth: Type.Optional(Type.Integer({ minimum: 50, maximum: 2000 })),
     /** What session transcripts keep of each statement and its result. */
     transcript: Type.Optional(
       Type.Object(

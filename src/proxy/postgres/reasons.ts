@@ -4,6 +4,10 @@ import type { Reason } from "../../decision/contract.js";
 
 export const PG_REASONS = {
   "pg.parse_error": "the PostgreSQL parser rejected the statement (SQLSTATE 42601); nothing was forwarded",
+  "pg.statement_too_deep":
+    "the statement nests parentheses, sub-selects or operators deeper than listeners.postgres.max_statement_depth (SQLSTATE 54001); refused before parsing, nothing was forwarded",
+  "pg.statement_too_long":
+    "the statement text is longer than pamgate analyzes (1 Mi characters; SQLSTATE 54000); nothing was forwarded",
   "pg.function_call_protocol": "the fast-path function call protocol bypasses SQL, so it is never allowed",
   "pg.unknown_portal": "an Execute named a portal that was not prepared through pamgate",
   "pg.mask_unsafe":

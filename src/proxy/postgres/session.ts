@@ -17,7 +17,7 @@ import type {
 } from "../../pipeline/pipeline.js";
 import { errorText } from "../../util/errors.js";
 import type { Logger } from "../../util/log.js";
-import { type AnalyzedStatement, analyzeSql } from "./analysis/index.js";
+import { type Analysis, type AnalyzedStatement, analyzeSql } from "./analysis/index.js";
 import type { Catalog } from "./catalog.js";
 import { maskProblem, withheldError } from "./mask-check.js";
 import { Masker, planFor, planForColumns } from "./masking.js";
@@ -65,6 +65,28 @@ export interface SessionDeps {
   transcript?: { statementText: StatementTextMode; maxRows: number; secrets: readonly string[] };
   /** Where unqualified names resolve: the schema the upstream session's search_path is pinned to (default public). */
   schema?: string;
+}
+
+/**
+ * What a statement the analysis refused is answered with: the parser's syntax error (42601), or — for the limits
+ * checked before the parser — statement_too_complex (54001, as PostgreSQL's "stack depth limit exceeded") or
+ * program_limit_exceeded (54000), each with its own reason code.
+ */
+function unanalyzed(analysis: Extract<Analysis, { ok: false }>): { reason: Reason; sqlstate: string } {
+  if (analysis.limit === "depth")
+    return {
+      reason: { code: "pg.statement_too_deep", message: `pamgate refused the statement: ${analysis.error}` },
+      sqlstate: "54001",
+    };
+  if (analysis.limit === "length")
+    return {
+      reason: { code: "pg.statement_too_long", message: `pamgate refused the statement: ${analysis.error}` },
+      sqlstate: "54000",
+    };
+  return {
+    reason: { code: "pg.parse_error", message: `pamgate cannot parse the statement: ${analysis.error}` },
+    sqlstate: "42601",
+  };
 }
 
 interface PreparedStatement {
@@ -131,9 +153,20 @@ export class ProxySession {
     this.upstream.on("drain", () => this.client.resume());
     const end = (why: string) => () => this.close(why);
     this.client.on("close", end("client closed the connection"));
-    this.upstream.on("close", end("database closed the connection"));
+    // The database going away is told to the client as PostgreSQL would (FATAL, connection failure), not as a
+    // bare close the client can only guess about.
+    let upstreamError = "";
+    const lost = () =>
+      this.fatal(
+        "08006",
+        `pamgate lost its connection to resource "${this.ctx.resource.name}"${upstreamError ? `: ${upstreamError}` : " (the database closed it)"}; reconnect to continue`,
+      );
+    this.upstream.on("close", lost);
     this.client.on("error", (err) => this.close(`client error: ${err.message}`));
-    this.upstream.on("error", (err) => this.close(`database error: ${err.message}`));
+    this.upstream.on("error", (err) => {
+      upstreamError = err.message;
+      lost();
+    });
     if (pending && pending.length > 0) this.onClientData(pending);
   }
 
@@ -144,6 +177,16 @@ export class ProxySession {
     this.session.end(why);
     this.client.destroy();
     this.upstream.destroy();
+  }
+
+  /**
+   * Ends the session because the gateway stops (after its drain timeout): FATAL 57P01 admin_shutdown, what
+   * PostgreSQL itself sends when its server shuts down, so clients and poolers know to reconnect elsewhere.
+   * Frames are only ever queued whole, so the error never lands inside another message.
+   */
+  shutdown(message = "pamgate is shutting down"): void {
+    while (this.client.writableCorked > 0) this.client.uncork();
+    this.fatal("57P01", message);
   }
 
   // --- client → upstream ------------------------------------------------------------------------------------------
@@ -248,11 +291,10 @@ export class ProxySession {
   private async onQuery(frame: Frame): Promise<void> {
     const sql = decodeQuery(frame);
     const analysis = analyzeSql(sql, this.deps.schema);
-    if (!analysis.ok)
-      return this.blockSimple(
-        [{ code: "pg.parse_error", message: `pamgate cannot parse the statement: ${analysis.error}` }],
-        "42601",
-      );
+    if (!analysis.ok) {
+      const refused = unanalyzed(analysis);
+      return this.blockSimple([refused.reason], refused.sqlstate);
+    }
     const d = await this.decideAll(analysis.statements);
     if ("blocked" in d) return this.blockSimple(d.blocked, d.sqlstate, d.fatal);
     this.results.expect(d.ids);
@@ -374,10 +416,8 @@ export class ProxySession {
     const analysis = analyzeSql(query, this.deps.schema);
     this.statements.set(name, { text: query, analysis, columns: null });
     if (!analysis.ok) {
-      this.blockExtended(
-        [{ code: "pg.parse_error", message: `pamgate cannot parse the statement: ${analysis.error}` }],
-        "42601",
-      );
+      const refused = unanalyzed(analysis);
+      this.blockExtended([refused.reason], refused.sqlstate);
       return;
     }
     this.expect.push({ kind: "parse" });
@@ -656,7 +696,10 @@ export class ProxySession {
     }
     // The error of a masked statement may quote a masked value (a failed cast): it is withheld.
     const masked = head?.kind === "query" || head?.kind === "execute" ? head.mask : null;
-    if (head && head.kind !== "query" && head.kind !== "blocked") {
+    // An error answering Sync itself (the implicit transaction's COMMIT failed, e.g. a deferred constraint) is
+    // followed by ReadyForQuery and starts no skip: the Sync keeps its expectation. Shifting it dropped the
+    // expectations of the messages pipelined after it, and a masked Query among them was passed unmasked.
+    if (head && head.kind !== "query" && head.kind !== "blocked" && head.kind !== "sync") {
       this.expect.shift();
       this.expect.skipToSync();
     }

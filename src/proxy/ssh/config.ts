@@ -3,6 +3,7 @@
 import { type Static, Type } from "@sinclair/typebox";
 import { NonEmpty, Port } from "../../config/kit.js";
 import { listenerBaseProperties } from "../adapter.js";
+import { listenerLimitProperties } from "../limits.js";
 import { MAX_VALID_SECONDS } from "./certificate.js";
 
 export const SshListenerSchema = Type.Object(
@@ -25,8 +26,13 @@ export const SshListenerSchema = Type.Object(
     users: Type.Optional(Type.Record(Type.String({ minLength: 1 }), NonEmpty)),
     /** Largest exec command line accepted, in bytes (default 16 KiB; SSH packets above ~35 kB are refused by the transport). */
     max_command_bytes: Type.Optional(Type.Integer({ minimum: 256, maximum: 32 * 1024 })),
-    /** Seconds a client has to authenticate (default 30). */
-    auth_timeout_s: Type.Optional(Type.Integer({ minimum: 1, maximum: 600 })),
+    /**
+     * Syntax nesting of an exec command line (subshells, $(…), groups, chained && and ||) walked at most; deeper
+     * lines are refused (ssh.command_too_deep). Default 500.
+     */
+    max_command_nesting: Type.Optional(Type.Integer({ minimum: 16, maximum: 1000 })),
+    /** auth_timeout_s (seconds to authenticate, default 30) and max_unauthenticated_connections (limits.ts). */
+    ...listenerLimitProperties,
     /**
      * Bind public keys to identities (default false): a client that signs with a key and then presents its token
      * has the key bound to the token's identity until the token expires; until then the key alone logs in as

@@ -8,7 +8,7 @@ export const SSH_REASONS = {
   "ssh.command_dynamic":
     'a program name in the command line is computed at run time ($CMD, $(…), bash -c "$X"), so what would run cannot be checked',
   "ssh.command_too_deep":
-    "the command line nests shells (bash -c, eval, here-documents) deeper than pamgate follows",
+    "the command line nests shells (bash -c, eval, here-documents) deeper than pamgate follows, or its syntax (subshells, $(…), groups, && chains) deeper than listeners.ssh.max_command_nesting",
   "ssh.command_too_large": "the exec command line is longer than listeners.ssh.max_command_bytes",
   "ssh.command_not_utf8":
     "the exec command line is not valid UTF-8, so it cannot be parsed as the shell would read it",

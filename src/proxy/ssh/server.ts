@@ -4,12 +4,14 @@
 // encrypted, so the token never travels in the clear). A refusal is sent as a USERAUTH banner, which OpenSSH
 // prints, before authentication fails. Each authenticated connection is an SshConnection.
 import { readFileSync } from "node:fs";
+import { createServer, type Server as NetServer, type Socket } from "node:net";
 import ssh2, { type AuthContext, type Connection } from "ssh2";
 import { type Authenticated, type OpenSession, SessionRefusedError } from "../../gateway/sessions.js";
 import type { ComponentStatus } from "../../status/status.js";
 import { errorText } from "../../util/errors.js";
 import { silentLogger } from "../../util/log.js";
 import type { AdapterContext, AdapterListener } from "../adapter.js";
+import { type PendingConnection, PendingConnections } from "../limits.js";
 import { CertificateAuthority } from "./certificate.js";
 import { type CommandLineParser, loadCommandLineParser } from "./command-line.js";
 import type { SshListenerConfig, SshUpstreamConfig } from "./config.js";
@@ -26,11 +28,30 @@ const TOKEN_METHODS = ["keyboard-interactive", "password"] as const;
 
 export type SshListenerOptions = AdapterContext<SshListenerConfig, SshUpstreamConfig>;
 
+/** How long a socket told why it is closed may stay open for the client to read it. */
+const CLOSE_LINGER_MS = 2_000;
+
+/** A TCP connection that has not authenticated yet (listeners.ssh.auth_timeout_s, max_unauthenticated_connections). */
+interface PendingSocket {
+  socket: Socket;
+  ticket: PendingConnection;
+  /** The SSH connection, once the client sent its version line. */
+  client: Connection | null;
+  /** The client has asked to authenticate: a USERAUTH banner can tell it why it is closed. */
+  authStarted: boolean;
+}
+
 export class SshListener implements AdapterListener {
-  private server: InstanceType<typeof Server> | null = null;
+  /** The listening socket: pamgate accepts TCP connections itself and hands each admitted one to `ssh`. */
+  private server: NetServer | null = null;
   private readonly log;
-  private readonly targets = new Map<string, SshTarget>();
+  /** Connections not yet authenticated, by the client's address and port (as ssh2 reports them). */
+  private readonly pending: PendingConnections;
+  private readonly pendingSockets = new Map<string, PendingSocket>();
+  private targets = new Map<string, SshTarget>();
   private readonly users: Record<string, string>;
+  /** The CA that signs upstream certificates (listeners.ssh.ca_key_file), for targets made by a reload too. */
+  private readonly ca: CertificateAuthority | null = null;
   private readonly connections = new Set<Connection>();
   private readonly live = new Set<SshConnection>();
   private parser: CommandLineParser | null = null;
@@ -44,6 +65,7 @@ export class SshListener implements AdapterListener {
   constructor(private readonly options: SshListenerOptions) {
     this.log = options.log ?? silentLogger;
     const { config } = options;
+    this.pending = new PendingConnections("ssh", config);
     this.bindings = config.bind_keys ? new KeyBindings() : null;
     this.methods = this.bindings ? ["publickey", ...TOKEN_METHODS] : TOKEN_METHODS;
     let ca: CertificateAuthority | null = null;
@@ -54,12 +76,33 @@ export class SshListener implements AdapterListener {
         throw new Error(`listeners.ssh.ca_key_file ${config.ca_key_file}: ${errorText(err)}`);
       }
     }
-    for (const entry of options.resources)
-      this.targets.set(entry.resource.name, new SshTarget(entry, ca, config.certificate_ttl_s ?? 120));
+    this.ca = ca;
     this.users = config.users ?? {};
+    this.targets = this.targetsOf(options.resources);
+  }
+
+  /** The targets of `resources`; throws when one cannot be used or a listeners.ssh.users entry names none. */
+  private targetsOf(resources: SshListenerOptions["resources"]): Map<string, SshTarget> {
+    const ttl = this.options.config.certificate_ttl_s ?? 120;
+    const targets = new Map<string, SshTarget>();
+    for (const entry of resources) targets.set(entry.resource.name, new SshTarget(entry, this.ca, ttl));
     for (const [user, resource] of Object.entries(this.users))
-      if (!this.targets.has(resource))
+      if (!targets.has(resource))
         throw new Error(`listeners.ssh.users.${user}: "${resource}" is not an ssh resource`);
+    return targets;
+  }
+
+  prepareResources(resources: SshListenerOptions["resources"]): () => void {
+    const next = this.targetsOf(resources);
+    return () => {
+      this.targets = next;
+    };
+  }
+
+  async stopAccepting(): Promise<void> {
+    this.state = { state: "not_ready", message: "draining: new connections are refused" };
+    // Not awaited: close()'s callback waits for every open connection to end.
+    this.server?.close();
   }
 
   async listen(): Promise<{ host: string; port: number }> {
@@ -71,19 +114,25 @@ export class SshListener implements AdapterListener {
       throw new Error(`listeners.ssh.host_key_file ${config.host_key_file}: ${errorText(err)}`);
     }
     try {
-      this.parser = await loadCommandLineParser({ maxBytes: config.max_command_bytes ?? 16 * 1024 });
+      this.parser = await loadCommandLineParser({
+        maxBytes: config.max_command_bytes ?? 16 * 1024,
+        maxNesting: config.max_command_nesting,
+      });
     } catch (err) {
       this.state = { state: "error", message: `the shell parser cannot be loaded: ${errorText(err)}` };
       throw err;
     }
-    const server = new Server(
+    const ssh = new Server(
       {
         hostKeys: [this.hostKey],
         ident: "pamgate",
         debug: process.env.PAMGATE_SSH_DEBUG ? (s: string) => console.error(s) : undefined,
       },
-      (client, info) => this.accept(client, info.ip),
+      (client, info) => this.accept(client, info.ip, info.port),
     );
+    // TCP is accepted here, not by ssh2, so that the limits on unauthenticated connections apply from the first
+    // byte (ssh2 reports a connection only once the client has sent its version line).
+    const server = createServer((socket) => this.admit(socket, ssh));
     this.server = server;
     const { host = "127.0.0.1", port } = config;
     await new Promise<void>((resolve, reject) => {
@@ -100,7 +149,10 @@ export class SshListener implements AdapterListener {
   }
 
   status(): ComponentStatus {
-    return { ...this.state, details: { sessions: this.live.size, connections: this.connections.size } };
+    return {
+      ...this.state,
+      details: { sessions: this.live.size, connections: this.connections.size, ...this.pending.stats() },
+    };
   }
 
   get sessionCount(): number {
@@ -111,6 +163,7 @@ export class SshListener implements AdapterListener {
     this.state = { state: "not_ready", message: "shutting down" };
     for (const c of this.live) c.close("gateway shutting down");
     for (const c of this.connections) c.end();
+    for (const p of this.pendingSockets.values()) p.socket.destroy();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 
@@ -131,15 +184,52 @@ export class SshListener implements AdapterListener {
     return target;
   }
 
-  private accept(client: Connection, remoteAddress: string): void {
+  /**
+   * A TCP connection: admitted and handed to ssh2 while fewer than max_unauthenticated_connections are pending,
+   * else refused at once with a line saying why (RFC 4253 §4.2 lets a server send lines before its version line;
+   * OpenSSH logs such lines only with -v; a raw or scripted client reads it). The auth timeout runs from here.
+   */
+  private admit(socket: Socket, ssh: InstanceType<typeof Server>): void {
+    socket.on("error", () => {});
+    const key = `${socket.remoteAddress}:${socket.remotePort}`;
+    const ticket = this.pending.admit(() => this.timedOut(key));
+    if (!ticket) {
+      this.log.warn({ client: socket.remoteAddress }, `ssh connection refused: ${this.pending.busyMessage}`);
+      socket.end(`${this.pending.busyMessage}\r\n`);
+      setTimeout(() => socket.destroy(), CLOSE_LINGER_MS).unref();
+      return;
+    }
+    this.pendingSockets.set(key, { socket, ticket, client: null, authStarted: false });
+    socket.once("close", () => {
+      ticket.release();
+      if (this.pendingSockets.get(key)?.socket === socket) this.pendingSockets.delete(key);
+    });
+    ssh.injectSocket(socket);
+  }
+
+  /** auth_timeout_s passed before the connection authenticated: told why where SSH can say it, and closed. */
+  private timedOut(key: string): void {
+    const p = this.pendingSockets.get(key);
+    if (!p) return;
+    this.pendingSockets.delete(key);
+    this.log.warn({ client: p.socket.remoteAddress }, this.pending.timeoutMessage);
+    if (p.client && p.authStarted) this.banner(p.client, this.pending.timeoutMessage);
+    if (p.client) p.client.end();
+    else p.socket.end();
+    setTimeout(() => p.socket.destroy(), CLOSE_LINGER_MS).unref();
+  }
+
+  private accept(client: Connection, remoteAddress: string, remotePort: number): void {
     this.connections.add(client);
     client.on("error", (err) => this.log.warn({ client: remoteAddress }, `ssh client error: ${err.message}`));
-    const timeoutS = this.options.config.auth_timeout_s ?? 30;
-    const timer = setTimeout(() => {
-      this.log.warn({ client: remoteAddress }, `ssh client did not authenticate within ${timeoutS} s`);
+    const key = `${remoteAddress}:${remotePort}`;
+    const pending = this.pendingSockets.get(key);
+    if (!pending) {
+      // Timed out meanwhile (or not accepted through admit): not served.
       client.end();
-    }, timeoutS * 1000);
-    timer.unref();
+      return;
+    }
+    pending.client = client;
     let connection: SshConnection | null = null;
     let opened: OpenSession | null = null;
     let attempts = 0;
@@ -160,7 +250,8 @@ export class SshListener implements AdapterListener {
       });
       connection.start();
       this.live.add(connection);
-      clearTimeout(timer);
+      pending.ticket.authenticated();
+      this.pendingSockets.delete(key);
     };
     const refused = (ctx: AuthContext, target: SshTarget, err: unknown) => {
       attempts++;
@@ -209,6 +300,7 @@ export class SshListener implements AdapterListener {
     };
 
     client.on("authentication", (ctx: AuthContext) => {
+      pending.authStarted = true;
       const target = this.resolve(ctx.username);
       if (typeof target === "string") {
         this.banner(client, `pamgate: ${target}`);
@@ -241,7 +333,7 @@ export class SshListener implements AdapterListener {
       });
     });
     client.on("close", () => {
-      clearTimeout(timer);
+      pending.ticket.release();
       this.connections.delete(client);
       if (connection) {
         this.live.delete(connection);

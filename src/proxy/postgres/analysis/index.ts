@@ -123,6 +123,11 @@ export type Analysis =
       error: string;
       /** 1-based character position in the query text (ErrorResponse field P), when there is one. */
       position?: number;
+      /**
+       * Set when the text was refused for a limit, not by the parser: `depth` (nested deeper than maxDepth),
+       * `length` (longer than maxQueryLength). The proxy gives these their own reason codes.
+       */
+      limit?: "depth" | "length";
     };
 
 export interface AnalyzerOptions {
@@ -273,8 +278,10 @@ function searchPathRefusal(schema: string): Reason {
   };
 }
 
-function fail(error: string, position?: number): Analysis {
-  return position === undefined ? { ok: false, error } : { ok: false, error, position };
+function fail(error: string, position?: number, limit?: "depth" | "length"): Analysis {
+  const out: Analysis = position === undefined ? { ok: false, error } : { ok: false, error, position };
+  if (limit) out.limit = limit;
+  return out;
 }
 
 function analyzeUncached(sql: string, schema: string, refusal: Reason): Analysis {
@@ -283,6 +290,8 @@ function analyzeUncached(sql: string, schema: string, refusal: Reason): Analysis
   if (sql.length > options.maxQueryLength) {
     return fail(
       `the statement text is too long to analyze: ${sql.length} characters, the limit is ${options.maxQueryLength}`,
+      undefined,
+      "length",
     );
   }
   const nul = sql.indexOf("\0");
@@ -297,6 +306,7 @@ function analyzeUncached(sql: string, schema: string, refusal: Reason): Analysis
     return fail(
       `the statement is nested too deeply to analyze safely (position ${position}); split or simplify it`,
       position,
+      "depth",
     );
   }
 
@@ -318,14 +328,16 @@ function analyzeUncached(sql: string, schema: string, refusal: Reason): Analysis
     try {
       w = walkStatement(stmt, schema);
     } catch (err) {
-      if (err instanceof RangeError) return fail("the statement is nested too deeply to analyze");
+      if (err instanceof RangeError)
+        return fail("the statement is nested too deeply to analyze", undefined, "depth");
       throw err;
     }
     let fingerprint: string;
     try {
       fingerprint = fingerprintOf(stmt);
     } catch (err) {
-      if (err instanceof RangeError) return fail("the statement is nested too deeply to analyze");
+      if (err instanceof RangeError)
+        return fail("the statement is nested too deeply to analyze", undefined, "depth");
       throw err;
     }
     const sideEffects = w.functions.filter((f) => SIDE_EFFECTS.has(f));
