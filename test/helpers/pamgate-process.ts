@@ -5,6 +5,8 @@ import { packagePath } from "../../src/util/tools.js";
 
 export interface PamgateProcess {
   proc: ChildProcess;
+  /** Resolves with its exit code when it exits. */
+  exited: Promise<number | null>;
   /** Everything it printed so far (the last 500 kB). */
   output(): string;
   /** Resolves once `pattern` has been printed `count` times; rejects after `timeoutMs` or when it exits first. */
@@ -35,6 +37,7 @@ export function startPamgate(
   const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
   return {
     proc,
+    exited,
     output: () => out,
     async waitFor(pattern, options = {}) {
       const count = options.count ?? 1;

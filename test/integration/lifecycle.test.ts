@@ -15,6 +15,7 @@ import { spoolRecords } from "../../src/audit/reader.js";
 import { buildBundle } from "../../src/bundles/build.js";
 import { type DevIssuer, startDevIssuer } from "../../src/identity/dev-issuer.js";
 import { packagePath } from "../../src/util/tools.js";
+import { startPamgate } from "../helpers/pamgate-process.js";
 import { freePort, type PostgresServer, startPostgres } from "../helpers/postgres.js";
 
 // Real processes, several runs of the pamgate command (through tsx in a checkout): slow on a busy 2-core machine.
@@ -105,17 +106,8 @@ async function runGateway(
   configure?.(config, { port, apiPort });
   const configFile = join(dir, "gateway.yaml");
   writeFileSync(configFile, stringify(config));
-  const proc = spawn(process.execPath, [BIN, "run", "--config", configFile], {
-    env: { ...process.env, TEST_DB_PASSWORD: db.password, PAMGATE_LOG_LEVEL: "info" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let log = "";
-  const collect = (c: Buffer) => {
-    log = (log + c.toString()).slice(-400_000);
-  };
-  proc.stdout?.on("data", collect);
-  proc.stderr?.on("data", collect);
-  const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+  const gateway = startPamgate(configFile, { TEST_DB_PASSWORD: db.password });
+  const { proc, exited } = gateway;
   const gw: RunningGateway = {
     dir,
     configFile,
@@ -123,18 +115,9 @@ async function runGateway(
     port,
     apiPort,
     proc,
-    log: () => log,
+    log: gateway.output,
     exited,
-    async waitForLog(pattern, count = 1, timeoutMs = 30_000) {
-      const global = new RegExp(pattern.source, `${pattern.flags.replace("g", "")}g`);
-      const deadline = Date.now() + timeoutMs;
-      while ((log.match(global) ?? []).length < count) {
-        if (proc.exitCode !== null)
-          throw new Error(`gateway exited (${proc.exitCode}) waiting for ${pattern}:\n${log}`);
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}:\n${log}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    },
+    waitForLog: (pattern, count = 1, timeoutMs = 30_000) => gateway.waitFor(pattern, { count, timeoutMs }),
   };
   t.teardown(async () => {
     if (proc.exitCode === null && proc.signalCode === null) {
